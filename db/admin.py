@@ -1,0 +1,23 @@
+"""Server-level facts and chores that come before the schema: databases and extensions."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+async def ensure_database(conn: asyncpg.Connection, name: str) -> None:
+    """Create database `name` unless it exists; safe when several processes race to do it."""
+    if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        return
+    try:
+        # An identifier cannot be a bind parameter; quote_ident does the quoting server-side.
+        await conn.execute(f"CREATE DATABASE {await conn.fetchval('SELECT quote_ident($1)', name)}")
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+        pass  # another process created it between our check and our CREATE
+
+
+async def available_vector_version(conn: asyncpg.Connection) -> str | None:
+    """The pgvector version this server could create, installed or not."""
+    return await conn.fetchval(
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
+    )

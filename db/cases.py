@@ -1,0 +1,93 @@
+"""Case status changes: the one writer of cases.status, recording every move with its actor."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from uuid import UUID
+
+import asyncpg
+
+
+class CaseStatus(StrEnum):
+    NEW = "new"
+    TRIAGED = "triaged"
+    DRAFTING = "drafting"
+    AWAITING_REVIEW = "awaiting_review"
+    SENDING = "sending"
+    REPLIED = "replied"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    HUMAN_OWNED = "human_owned"
+    ESCALATED = "escalated"
+    REOPENED = "reopened"
+
+
+class ActorType(StrEnum):
+    SYSTEM = "system"
+    AI = "ai"
+    CUSTOMER = "customer"
+    REVIEWER = "reviewer"
+    AGENT = "agent"
+
+
+class CaseNotFound(LookupError):
+    def __init__(self, case_id: UUID) -> None:
+        super().__init__(f"no case {case_id}")
+        self.case_id = case_id
+
+
+class InvalidTransition(ValueError):
+    def __init__(self, case_id: UUID, current: str, wanted: str) -> None:
+        super().__init__(f"case {case_id} cannot move from {current} to {wanted}")
+        self.case_id, self.current, self.wanted = case_id, current, wanted
+
+
+# The row lock makes concurrent moves of one case queue up; the EXISTS keeps an illegal move
+# from reaching the trigger, whose exception would abort the caller's whole transaction.
+_MOVE = """
+WITH current AS (
+    SELECT case_id, status FROM cases WHERE case_id = $1 FOR UPDATE
+), moved AS (
+    UPDATE cases SET status = $2, updated_at = now()
+    FROM current
+    WHERE cases.case_id = current.case_id
+      AND EXISTS (SELECT 1 FROM case_status_transitions t
+                  WHERE t.from_status = current.status AND t.to_status = $2)
+    RETURNING cases.case_id
+)
+SELECT current.status AS previous, (SELECT count(*) FROM moved) AS moved FROM current
+"""
+
+_RECORD = """
+INSERT INTO case_interactions
+    (case_id, actor_type, actor_id, interaction_type, message, from_status, to_status)
+VALUES ($1, $2, $3, 'status_change', $4, $5, $6)
+"""
+
+
+async def transition(
+    conn: asyncpg.Connection,
+    case_id: UUID,
+    to: CaseStatus,
+    *,
+    actor_type: ActorType,
+    actor_id: str,
+    note: str | None = None,
+) -> CaseStatus:
+    """Move a case to `to` and log it; returns the previous status. Call inside a transaction."""
+    row = await conn.fetchrow(_MOVE, case_id, to.value)
+    if row is None:
+        raise CaseNotFound(case_id)
+    if not row["moved"]:
+        raise InvalidTransition(case_id, row["previous"], to.value)
+    await conn.execute(
+        _RECORD, case_id, actor_type.value, actor_id, note, row["previous"], to.value
+    )
+    return CaseStatus(row["previous"])
+
+
+async def allowed_transitions(conn: asyncpg.Connection) -> dict[CaseStatus, set[CaseStatus]]:
+    allowed: dict[CaseStatus, set[CaseStatus]] = {}
+    for row in await conn.fetch("SELECT from_status, to_status FROM case_status_transitions"):
+        allowed.setdefault(CaseStatus(row["from_status"]), set()).add(CaseStatus(row["to_status"]))
+    return allowed

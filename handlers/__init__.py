@@ -1,0 +1,11 @@
+"""Slack UI: listeners and pure Block Kit builders. No SQL here; work goes through pipelines and jobs."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from handlers import errors
+
+
+def register(app: AsyncApp) -> None:
+    errors.register(app)

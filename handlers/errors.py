@@ -1,0 +1,32 @@
+"""The one error funnel: log with an id, show the user only that id, never a traceback."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from slack_bolt.async_app import AsyncApp
+
+log = structlog.get_logger(__name__)
+
+
+def unexpected_error_text(error_id: str) -> str:
+    return f":warning: Something went wrong on our side. If it keeps happening, quote error id `{error_id}`."
+
+
+async def handle_error(error: Exception, body: dict[str, Any], respond: Any, logger: Any) -> None:
+    error_id = uuid.uuid4().hex[:10]
+    log.error(
+        "slack.listener_failed",
+        error_id=error_id,
+        error=repr(error),
+        payload_type=body.get("type"),
+        exc_info=error,
+    )
+    if respond is not None and body.get("response_url"):
+        await respond(text=unexpected_error_text(error_id), response_type="ephemeral", replace_original=False)
+
+
+def register(app: AsyncApp) -> None:
+    app.error(handle_error)

@@ -1,0 +1,98 @@
+"""One embedded PostgreSQL per test session; every test gets a fresh database cloned from a migrated template."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bot.database import start_embedded, with_database
+from bot.settings import Settings, load_settings
+from db.migrate import migrate
+from db.pool import create_pool
+
+TEMPLATE = "cx_template"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The admin URL of a server private to this test session."""
+    return start_embedded(tmp_path_factory.mktemp("cx-data"))
+
+
+@pytest.fixture(scope="session")
+async def template_url(pg_admin_url: str) -> str:
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
+    finally:
+        await admin.close()
+    url = with_database(pg_admin_url, TEMPLATE)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest.fixture
+async def dsn(pg_admin_url: str, template_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await admin.close()
+    yield with_database(pg_admin_url, name)
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def empty_dsn(pg_admin_url: str) -> AsyncIterator[str]:
+    """A database with nothing in it, for migration tests."""
+    name = f"empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    yield with_database(pg_admin_url, name)
+    admin = await asyncpg.connect(pg_admin_url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(dsn, min_size=2, max_size=6)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, dsn: str) -> Callable[..., Settings]:
+    """Settings for a test: its own database and data dir, no .env, overrides as keywords."""
+
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "_env_file": None,
+            "database_url": dsn,
+            "cx_data_dir": tmp_path / "cx-data",
+            "webhook_secret": "test-webhook-secret",
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make

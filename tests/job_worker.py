@@ -1,0 +1,49 @@
+"""A worker process for the crash tests: the real Worker, with one job that records its attempts.
+
+Run as: python -m tests.job_worker DSN
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+from bot.deps import Deps
+from bot.metrics import Metrics
+from bot.settings import load_settings
+from bot.worker import Worker
+from db.pool import create_pool, transaction
+
+EFFECT_JOB = "test.effect"
+
+
+async def effect(deps: Deps, payload: bytes) -> None:
+    key = json.loads(payload)["key"]
+    async with deps.pool.acquire() as conn:
+        starts = await conn.fetchval(
+            "INSERT INTO test_job_starts (key) VALUES ($1) RETURNING (SELECT count(*) + 1 FROM test_job_starts WHERE key = $1)",
+            key,
+        )
+    async with transaction(deps.pool) as conn:
+        await conn.execute("INSERT INTO test_job_effects (key) VALUES ($1) ON CONFLICT DO NOTHING", key)
+        if starts == 1:
+            await asyncio.sleep(60)  # the first attempt is killed here, before its commit
+
+
+async def main(dsn: str) -> None:
+    settings = load_settings(_env_file=None, database_url=dsn, job_heartbeat_seconds=1.0)
+    pool = await create_pool(dsn)
+    worker = Worker(Deps(settings, pool, Metrics()), {EFFECT_JOB: effect})
+    await worker.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("worker ready", flush=True)
+    await stop.wait()
+    await worker.drain(5)
+    await pool.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
