@@ -1,15 +1,21 @@
-"""The real SDK clients, built from settings; every base URL can point at a local fake."""
+"""The real SDK clients, built from settings; every base URL can point at a local fake.
+
+The SDKs are imported where they are built: anthropic and openai alone take over a second to
+import, which every `cx` command would otherwise pay.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from anthropic import AsyncAnthropic
-from openai import AsyncOpenAI
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+    from openai import AsyncOpenAI
 
 GMAIL_SCOPES = ["https://www.googleapis.com/auth/gmail.modify"]
 
@@ -30,6 +36,8 @@ def anthropic_client(settings: Settings) -> AsyncAnthropic | None:
     key = settings.secret("anthropic_api_key")
     if key is None:
         return None
+    from anthropic import AsyncAnthropic
+
     return AsyncAnthropic(
         api_key=key,
         base_url=settings.anthropic_base_url,
@@ -42,6 +50,8 @@ def openai_client(settings: Settings) -> AsyncOpenAI | None:
     key = settings.secret("openai_api_key")
     if key is None:
         return None
+    from openai import AsyncOpenAI
+
     return AsyncOpenAI(api_key=key, base_url=settings.openai_base_url, timeout=30, max_retries=2)
 
 

@@ -48,7 +48,15 @@ _MOVE = """
 WITH current AS (
     SELECT case_id, status FROM cases WHERE case_id = $1 FOR UPDATE
 ), moved AS (
-    UPDATE cases SET status = $2, updated_at = now()
+    UPDATE cases SET
+        status = $2,
+        updated_at = now(),
+        triaged_at = CASE WHEN $2 = 'triaged' THEN coalesce(cases.triaged_at, now()) ELSE cases.triaged_at END,
+        resolved_at = CASE WHEN $2 = 'resolved' THEN now()
+                           WHEN $2 = 'reopened' THEN NULL ELSE cases.resolved_at END,
+        closed_at = CASE WHEN $2 = 'closed' THEN now()
+                         WHEN $2 = 'reopened' THEN NULL ELSE cases.closed_at END,
+        escalated = cases.escalated OR $2 = 'escalated'
     FROM current
     WHERE cases.case_id = current.case_id
       AND EXISTS (SELECT 1 FROM case_status_transitions t
@@ -58,10 +66,11 @@ WITH current AS (
 SELECT current.status AS previous, (SELECT count(*) FROM moved) AS moved FROM current
 """
 
+# clock_timestamp, not now(): several moves in one transaction must keep their order.
 _RECORD = """
 INSERT INTO case_interactions
-    (case_id, actor_type, actor_id, interaction_type, message, from_status, to_status)
-VALUES ($1, $2, $3, 'status_change', $4, $5, $6)
+    (case_id, actor_type, actor_id, interaction_type, message, from_status, to_status, created_at)
+VALUES ($1, $2, $3, 'status_change', $4, $5, $6, clock_timestamp())
 """
 
 
