@@ -66,7 +66,7 @@ async def healthz(request: web.Request) -> web.Response:
         async with deps.pool.acquire(timeout=5) as conn:
             facts = await db_health.ping(conn)
             depth = await jobs.depth(conn)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         body.update(status="error", database={"ok": False, "error": str(exc)})
         return web.json_response(body, status=503)
     body["status"] = "ok"
