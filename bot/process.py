@@ -17,7 +17,8 @@ from bot.metrics import Metrics
 from bot.scheduler import Scheduler, schedules
 from bot.settings import Settings
 from bot.slack_app import build_slack_app, socket_mode_handler
-from bot.web import RuntimeStatus, build_web_app
+from bot.http import RuntimeStatus
+from bot.web import build_web_app
 from bot.worker import Worker, job_handlers
 
 log = structlog.get_logger(__name__)

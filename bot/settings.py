@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # AI.
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
     anthropic_fast_model: str = "claude-haiku-4-5"
     anthropic_timeout_seconds: float = Field(default=60.0, gt=0)
     anthropic_max_retries: int = Field(default=2, ge=0)

@@ -1,62 +1,19 @@
-"""The HTTP side: /healthz, /metrics, and (from later issues) the webhooks. Errors are JSON, never HTML."""
+"""The HTTP app: /healthz, /metrics and the webhooks. Errors are JSON, never HTML."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import asyncpg
-import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bot import webhooks
 from bot.deps import Deps
+from bot.http import DEPS, STATUS, RuntimeStatus, errors_as_json
 from db import health as db_health
 from db import jobs
 
-log = structlog.get_logger(__name__)
-
-DEPS = web.AppKey("deps", Deps)
-
-
-@dataclass
-class RuntimeStatus:
-    """What this process runs, for /healthz."""
-
-    roles: list[str]
-    slack_connected: Callable[[], bool] | None = None
-    extra: dict[str, object] = field(default_factory=dict)
-
-
-STATUS = web.AppKey("status", RuntimeStatus)
-
-
-def json_error(status: int, code: str, message: str, details: object = None) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code, "message": message, "details": details}}, status=status
-    )
-
-
-@web.middleware
-async def errors_as_json(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    metrics = request.app[DEPS].metrics
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        metrics.http_requests.labels(route, str(exc.status)).inc()
-        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
-    except Exception:
-        log.exception("http.unhandled", path=request.path)
-        metrics.http_requests.labels(route, "500").inc()
-        return json_error(500, "internal_error", "internal error; see the server log")
-    metrics.http_requests.labels(route, str(response.status)).inc()
-    return response
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -95,9 +52,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_web_app(deps: Deps, status: RuntimeStatus) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=1024**2)
+    app = web.Application(middlewares=[errors_as_json], client_max_size=webhooks.MAX_BODY)
     app[DEPS] = deps
     app[STATUS] = status
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    webhooks.add_routes(app)
     return app

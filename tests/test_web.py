@@ -4,7 +4,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.deps import Deps
 from bot.metrics import Metrics
-from bot.web import RuntimeStatus, build_web_app
+from bot.http import RuntimeStatus
+from bot.web import build_web_app
 from db import jobs
 
 

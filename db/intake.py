@@ -1,0 +1,93 @@
+"""Storing what arrives: customers found or created by email, cases, and their first interaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    case_id: UUID
+    short_id: int
+    status: str
+    created: bool  # False: the external id or message id was seen before, nothing was written
+
+
+# One round trip for customer, case and first interaction. ON CONFLICT DO NOTHING on the case
+# covers both idempotency keys (channel + external_id, and the email Message-ID).
+_CREATE = """
+WITH customer AS (
+    INSERT INTO customers (email, name, metadata)
+    VALUES ($1, $2, jsonb_build_object('source', 'auto_created', 'channel', $3::text))
+    ON CONFLICT ((lower(email))) DO UPDATE SET name = coalesce(customers.name, EXCLUDED.name)
+    RETURNING customer_id
+), new_case AS (
+    INSERT INTO cases (customer_id, channel, subject, description, severity, product, product_version,
+                       environment, external_id, email_message_id, gmail_thread_id, metadata)
+    SELECT customer_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb FROM customer
+    ON CONFLICT DO NOTHING
+    RETURNING case_id, short_id, status
+), first_interaction AS (
+    INSERT INTO case_interactions (case_id, actor_type, actor_id, interaction_type, message, external_message_id)
+    SELECT case_id, 'customer', $1, $14, $5, $11 FROM new_case
+)
+SELECT case_id, short_id, status FROM new_case
+"""
+
+_EXISTING = """
+SELECT case_id, short_id, status FROM cases
+WHERE ($1::text IS NOT NULL AND channel = $2 AND external_id = $1)
+   OR ($3::text IS NOT NULL AND email_message_id = $3)
+LIMIT 1
+"""
+
+
+async def create_case(
+    conn: asyncpg.Connection,
+    *,
+    customer_email: str,
+    customer_name: str | None,
+    channel: str,
+    subject: str | None,
+    description: str,
+    interaction_type: str,
+    severity: str | None = None,
+    product: str | None = None,
+    product_version: str | None = None,
+    environment: str | None = None,
+    external_id: str | None = None,
+    email_message_id: str | None = None,
+    gmail_thread_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> StoredCase:
+    """Store a new case (status `new`), or return the one already stored under the same key."""
+    row = await conn.fetchrow(
+        _CREATE,
+        customer_email.lower(),
+        customer_name,
+        channel,
+        subject,
+        description,
+        severity,
+        product,
+        product_version,
+        environment,
+        external_id,
+        email_message_id,
+        gmail_thread_id,
+        json.dumps(metadata or {}),
+        interaction_type,
+    )
+    if row is not None:
+        return StoredCase(row["case_id"], row["short_id"], row["status"], created=True)
+    existing = await conn.fetchrow(_EXISTING, external_id, channel, email_message_id)
+    if existing is None:
+        # A conflict with no matching row means a concurrent insert has not committed yet;
+        # the caller's retry (or the client's) will find it.
+        raise asyncpg.UniqueViolationError("case key taken by a transaction still in flight")
+    return StoredCase(existing["case_id"], existing["short_id"], existing["status"], created=False)

@@ -1,0 +1,284 @@
+"""A fake Gmail REST API v1 (/gmail/v1/users/{userId}/...) for google-api-python-client."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+from collections import deque
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiohttp import web
+
+from .base import FakeServer, RecordedRequest, Status, recorded, retry_headers
+
+PREFIX = "/gmail/v1/users/{user}"
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+REASONS = {
+    400: "invalidArgument",
+    401: "authError",
+    403: "forbidden",
+    404: "notFound",
+    429: "rateLimitExceeded",
+    500: "backendError",
+    503: "backendError",
+}
+HISTORY_KEYS = {
+    "messageAdded": "messagesAdded",
+    "messageDeleted": "messagesDeleted",
+    "labelAdded": "labelsAdded",
+    "labelRemoved": "labelsRemoved",
+}
+
+
+def _error(code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    error = {
+        "code": code,
+        "message": message,
+        "errors": [{"message": message, "domain": "global", "reason": REASONS.get(code, "backendError")}],
+        "status": STATUS_NAMES.get(code, "UNKNOWN"),
+    }
+    return web.json_response({"error": error}, status=code, headers=headers)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64url(data: str) -> bytes:
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+
+
+@dataclass
+class StoredMessage:
+    id: str
+    thread_id: str
+    raw: bytes
+    label_ids: list[str]
+    history_id: int
+    internal_date: int
+
+    @property
+    def parsed(self) -> EmailMessage:
+        message: EmailMessage = email.message_from_bytes(self.raw, policy=email.policy.default)  # type: ignore[assignment]
+        return message
+
+    def resource(self, fmt: str = "full") -> dict[str, Any]:
+        parsed = self.parsed
+        body = parsed.get_body(("plain", "html"))
+        snippet = body.get_content().strip()[:100] if body is not None else ""
+        resource: dict[str, Any] = {
+            "id": self.id,
+            "threadId": self.thread_id,
+            "labelIds": list(self.label_ids),
+            "snippet": snippet,
+            "historyId": str(self.history_id),
+            "internalDate": str(self.internal_date),
+            "sizeEstimate": len(self.raw),
+        }
+        if fmt == "raw":
+            resource["raw"] = _b64url(self.raw)
+        elif fmt in ("full", "metadata"):
+            # Headers only: enough for routing code; tests needing bodies ask for format=raw like the bot does.
+            headers = [{"name": k, "value": str(v)} for k, v in parsed.items()]
+            resource["payload"] = {"partId": "", "mimeType": parsed.get_content_type(), "headers": headers}
+        return resource
+
+
+@dataclass
+class SentMessage:
+    id: str
+    thread_id: str
+    raw: bytes
+    message: EmailMessage = field(repr=False)
+
+
+class FakeGmail(FakeServer):
+    def __init__(self, *, email_address: str = "support@example.com", history_id: int = 1000) -> None:
+        super().__init__()
+        self.email_address = email_address
+        self.history_id = history_id
+        # history.list answers 404 for a startHistoryId older than this, as Gmail does once history expires.
+        self.oldest_history_id = history_id
+        self.messages: dict[str, StoredMessage] = {}
+        self.history: list[dict[str, Any]] = []
+        self.sent: list[SentMessage] = []
+        self._counter = 0
+        self._clock = 1_700_000_000_000
+        self._script: deque[Status] = deque()
+
+    # ---- scripting -------------------------------------------------------------------------------------------
+
+    def fail_next(self, code: int = 500, times: int = 1, retry_after: float | None = None) -> None:
+        self._script.extend([Status(code, retry_after)] * times)
+
+    def add_message(
+        self,
+        raw_bytes: bytes,
+        thread_id: str | None = None,
+        label_ids: tuple[str, ...] | list[str] = ("INBOX", "UNREAD"),
+    ) -> str:
+        return self._store(raw_bytes, thread_id, list(label_ids)).id
+
+    # ---- state -----------------------------------------------------------------------------------------------
+
+    def _store(self, raw: bytes, thread_id: str | None, label_ids: list[str]) -> StoredMessage:
+        self._counter += 1
+        self._clock += 60_000
+        message_id = f"{0x18C0000000000000 + self._counter:x}"
+        self.history_id += 1
+        stored = StoredMessage(
+            message_id, thread_id or self._thread_of(raw) or message_id, raw, label_ids, self.history_id, self._clock
+        )
+        self.messages[message_id] = stored
+        self._record_history("messagesAdded", stored)
+        return stored
+
+    def _thread_of(self, raw: bytes) -> str | None:
+        # Gmail threads replies by In-Reply-To/References; matching on Message-ID is close enough for tests.
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        refs = f"{parsed.get('In-Reply-To', '')} {parsed.get('References', '')}".split()
+        for stored in self.messages.values():
+            if stored.parsed.get("Message-ID") in refs:
+                return stored.thread_id
+        return None
+
+    def _record_history(self, kind: str, stored: StoredMessage, labels: list[str] | None = None) -> None:
+        stub = {"id": stored.id, "threadId": stored.thread_id}
+        entry: dict[str, Any] = {"message": {**stub, "labelIds": list(stored.label_ids)}}
+        if labels is not None:
+            entry["labelIds"] = labels
+        self.history.append({"id": str(self.history_id), "messages": [stub], kind: [entry]})
+
+    # ---- plumbing --------------------------------------------------------------------------------------------
+
+    def setup_routes(self, app: web.Application) -> None:
+        app.router.add_get(f"{PREFIX}/profile", self._profile)
+        app.router.add_get(f"{PREFIX}/messages", self._list)
+        app.router.add_post(f"{PREFIX}/messages/send", self._send)
+        app.router.add_get(f"{PREFIX}/messages/{{id}}", self._get)
+        app.router.add_post(f"{PREFIX}/messages/{{id}}/modify", self._modify)
+        app.router.add_get(f"{PREFIX}/history", self._history)
+
+    def check_auth(self, rec: RecordedRequest) -> web.StreamResponse | None:
+        auth = rec.header("Authorization") or ""
+        if not auth.startswith("Bearer ") or auth == "Bearer invalid":
+            return _error(401, "Request had invalid authentication credentials.")
+        if self._script:
+            failure = self._script.popleft()
+            return _error(failure.code, failure.message or "scripted failure", retry_headers(failure.retry_after))
+        return None
+
+    def _user_ok(self, request: web.Request) -> bool:
+        return request.match_info["user"] in ("me", self.email_address)
+
+    async def _profile(self, request: web.Request) -> web.Response:
+        if not self._user_ok(request):
+            return _error(403, "Delegation denied")
+        return web.json_response(
+            {
+                "emailAddress": self.email_address,
+                "messagesTotal": len(self.messages),
+                "threadsTotal": len({m.thread_id for m in self.messages.values()}),
+                "historyId": str(self.history_id),
+            }
+        )
+
+    def _matches(self, stored: StoredMessage, labels: list[str], query: str) -> bool:
+        wanted = set(labels)
+        words = []
+        for term in query.split():
+            key, _, value = term.partition(":")
+            if key == "is" and value.lower() == "unread":
+                wanted.add("UNREAD")
+            elif key in ("in", "label") and value:
+                wanted.add(value.upper())
+            else:
+                words.append(term.lower())
+        text = stored.raw.decode("utf-8", "replace").lower()
+        return wanted.issubset(stored.label_ids) and all(w in text for w in words)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        if not self._user_ok(request):
+            return _error(403, "Delegation denied")
+        q = request.query
+        found = [
+            m for m in reversed(self.messages.values()) if self._matches(m, q.getall("labelIds", []), q.get("q", ""))
+        ]
+        start = int(q.get("pageToken", 0))
+        size = int(q.get("maxResults", 100))
+        page = found[start : start + size]
+        body: dict[str, Any] = {"resultSizeEstimate": len(found)}
+        # Like Gmail, an empty result has no "messages" key at all.
+        if page:
+            body["messages"] = [{"id": m.id, "threadId": m.thread_id} for m in page]
+        if start + size < len(found):
+            body["nextPageToken"] = str(start + size)
+        return web.json_response(body)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        stored = self.messages.get(request.match_info["id"])
+        if stored is None or not self._user_ok(request):
+            return _error(404, "Requested entity was not found.")
+        return web.json_response(stored.resource(request.query.get("format", "full")))
+
+    async def _history(self, request: web.Request) -> web.Response:
+        start = request.query.get("startHistoryId")
+        if not start:
+            return _error(400, "Missing required parameter: startHistoryId")
+        if int(start) < self.oldest_history_id:
+            return _error(404, "Requested entity was not found.")
+        types = request.query.getall("historyTypes", [])
+        label = request.query.get("labelId")
+        records = []
+        for record in self.history:
+            if int(record["id"]) <= int(start):
+                continue
+            if types and not any(HISTORY_KEYS.get(t) in record for t in types):
+                continue
+            entries = [e for key, value in record.items() if key not in ("id", "messages") for e in value]
+            if label and not any(label in e["message"]["labelIds"] for e in entries):
+                continue
+            records.append(record)
+        size = int(request.query.get("maxResults", 100))
+        body: dict[str, Any] = {"historyId": str(self.history_id)}
+        if records:
+            body["history"] = records[:size]
+        if len(records) > size:
+            body["nextPageToken"] = records[size - 1]["id"]
+        return web.json_response(body)
+
+    async def _send(self, request: web.Request) -> web.Response:
+        payload = recorded(request).json or {}
+        if "raw" not in payload:
+            return _error(400, "Invalid value for raw")
+        raw = _unb64url(payload["raw"])
+        stored = self._store(raw, payload.get("threadId"), ["SENT"])
+        parsed: EmailMessage = email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[assignment]
+        self.sent.append(SentMessage(stored.id, stored.thread_id, raw, parsed))
+        return web.json_response({"id": stored.id, "threadId": stored.thread_id, "labelIds": ["SENT"]})
+
+    async def _modify(self, request: web.Request) -> web.Response:
+        stored = self.messages.get(request.match_info["id"])
+        if stored is None:
+            return _error(404, "Requested entity was not found.")
+        payload = recorded(request).json or {}
+        added = [label for label in payload.get("addLabelIds", []) if label not in stored.label_ids]
+        removed = [label for label in payload.get("removeLabelIds", []) if label in stored.label_ids]
+        stored.label_ids = [label for label in stored.label_ids if label not in removed] + added
+        for kind, labels in (("labelsAdded", added), ("labelsRemoved", removed)):
+            if labels:
+                self.history_id += 1
+                stored.history_id = self.history_id
+                self._record_history(kind, stored, labels)
+        return web.json_response(stored.resource("minimal"))
