@@ -114,8 +114,9 @@ async def run_checks(settings: Settings) -> list[Check]:
     async def jira_probe() -> str:
         def info() -> str:
             jira = clients.jira_client(settings)
+            me = jira.myself()  # serverInfo answers anonymously; this proves the credentials
             answer = jira.server_info()
-            return f"{answer.get('serverTitle', 'Jira')} {answer.get('version', '')}".strip()
+            return f"{answer.get('serverTitle', 'Jira')} as {me.get('displayName', me.get('emailAddress'))}"
 
         return await asyncio.to_thread(info)
 
