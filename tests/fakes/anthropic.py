@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .base import FakeServer, Hang, RecordedRequest, Status, recorded, retry_headers
+from .base import FakeServer, Hang, RecordedRequest, Status, recorded, retry_headers, StainlessFailures
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -45,7 +45,7 @@ def _error(
     return web.json_response(body, status=code, headers=headers)
 
 
-class FakeAnthropic(FakeServer):
+class FakeAnthropic(StainlessFailures, FakeServer):
     """`default` answers when the script is empty; without one the fake says 500 and tells the SDK not to retry."""
 
     def __init__(self, *, default: ScriptItem | None = None, models: tuple[str, ...] = MODELS) -> None:
@@ -68,15 +68,6 @@ class FakeAnthropic(FakeServer):
     @staticmethod
     def tool_use(name: str, input: dict[str, Any]) -> Block:
         return {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": name, "input": input}
-
-    @staticmethod
-    def status(code: int, retry_after: float | None = 0.001, message: str | None = None) -> Status:
-        """retry_after=0.001 makes the SDK retry at once: it ignores retry-after(-ms) of 0 and falls back to backoff."""
-        return Status(code, retry_after, message)
-
-    @staticmethod
-    def hang(seconds: float) -> Hang:
-        return Hang(seconds)
 
     @property
     def pending(self) -> int:

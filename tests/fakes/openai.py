@@ -9,7 +9,7 @@ from collections import deque
 import numpy as np
 from aiohttp import web
 
-from .base import FakeServer, Hang, RecordedRequest, Status, recorded, retry_headers
+from .base import FakeServer, Hang, RecordedRequest, Status, recorded, retry_headers, StainlessFailures
 
 NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 ERROR_CODES = {
@@ -34,7 +34,7 @@ def embed(text: str, dimensions: int = 1536) -> np.ndarray:
     return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
-class FakeOpenAI(FakeServer):
+class FakeOpenAI(StainlessFailures, FakeServer):
     def __init__(self) -> None:
         super().__init__()
         # Tests can pin a text to a chosen vector, e.g. to make two texts near-duplicates.
@@ -46,15 +46,6 @@ class FakeOpenAI(FakeServer):
     def script(self, *items: Status | Hang) -> None:
         """Queue failures for the next requests; with the queue empty, requests succeed."""
         self._script.extend(items)
-
-    @staticmethod
-    def status(code: int, retry_after: float | None = 0.001, message: str | None = None) -> Status:
-        """retry_after=0.001 makes the SDK retry at once: it ignores 0 and falls back to exponential backoff."""
-        return Status(code, retry_after, message)
-
-    @staticmethod
-    def hang(seconds: float) -> Hang:
-        return Hang(seconds)
 
     def vector_for(self, text: str, dimensions: int = 1536) -> np.ndarray:
         pinned = self.vectors.get(text)

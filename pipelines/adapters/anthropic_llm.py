@@ -1,0 +1,80 @@
+"""StructuredLLM over the Anthropic Messages API: forced tool use, validated by pydantic."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from pipelines.ports import LLMError, LLMUsage, M
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+TOOL_NAME = "record_answer"
+
+
+class AnthropicLLM:
+    def __init__(self, client: AsyncAnthropic) -> None:
+        self._client = client
+
+    async def complete(
+        self,
+        *,
+        step: str,
+        model: str,
+        system: str,
+        user: str,
+        output: type[M],
+        schema: dict[str, object] | None = None,
+        max_tokens: int = 1024,
+        prompt_version: str | None = None,
+    ) -> tuple[M, LLMUsage]:
+        import anthropic
+
+        usage = LLMUsage(step=step, provider="anthropic", model=model, prompt_version=prompt_version)
+        started = time.perf_counter()
+        try:
+            message = await self._client.messages.create(
+                model=model,
+                max_tokens=max_tokens,
+                temperature=0.0,
+                # The system prompt is the same for every case: cache it.
+                system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+                messages=[{"role": "user", "content": user}],
+                tools=[
+                    {
+                        "name": TOOL_NAME,
+                        "description": "Record your answer. This is the only way to answer.",
+                        "input_schema": schema or output.model_json_schema(),
+                    }
+                ],
+                tool_choice={"type": "tool", "name": TOOL_NAME},
+            )
+        except anthropic.APIError as exc:
+            usage = usage.model_copy(
+                update={"success": False, "error": f"{type(exc).__name__}: {exc}"[:500], "latency_ms": _ms(started)}
+            )
+            raise LLMError(f"Anthropic call failed: {type(exc).__name__}", usage) from exc
+        usage = usage.model_copy(
+            update={
+                "model": message.model,
+                "input_tokens": message.usage.input_tokens,
+                "output_tokens": message.usage.output_tokens,
+                "cached_tokens": message.usage.cache_read_input_tokens or 0,
+                "latency_ms": _ms(started),
+            }
+        )
+        block = next((b for b in message.content if b.type == "tool_use" and b.name == TOOL_NAME), None)
+        if block is None:
+            raise LLMError("the model answered without the tool", usage.model_copy(update={"success": False}))
+        try:
+            return output.model_validate(block.input), usage
+        except ValidationError as exc:
+            bad = usage.model_copy(update={"success": False, "error": str(exc)[:500]})
+            raise LLMError("the model's answer did not fit the output model", bad) from exc
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

@@ -1,0 +1,50 @@
+"""The small interfaces external services sit behind. Real adapters live in pipelines/adapters/;
+tests may pass in-repo fakes of these."""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class LLMUsage(BaseModel):
+    """One model call, as llm_usage records it."""
+
+    step: str
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    latency_ms: int = 0
+    success: bool = True
+    error: str | None = None
+    prompt_version: str | None = None
+
+
+class LLMError(Exception):
+    """The model could not give a valid answer (after the SDK's own retries)."""
+
+    def __init__(self, message: str, usage: LLMUsage) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class StructuredLLM(Protocol):
+    async def complete(
+        self,
+        *,
+        step: str,
+        model: str,
+        system: str,
+        user: str,
+        output: type[M],
+        schema: dict[str, object] | None = None,
+        max_tokens: int = 1024,
+        prompt_version: str | None = None,
+    ) -> tuple[M, LLMUsage]:
+        """Ask for one structured answer; its fields are the only thing the model can produce."""
+        ...

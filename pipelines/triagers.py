@@ -1,0 +1,181 @@
+"""Three triagers behind one interface: local (labelled history), Claude, and the cascade of both."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from pipelines.models import Sentiment, Severity, TriageResult
+from pipelines.ports import LLMError, LLMUsage, StructuredLLM
+from pipelines.taxonomy import Taxonomy
+from prompts import Prompt
+
+
+@dataclass(frozen=True)
+class TriageInput:
+    body: str
+    subject: str | None = None
+    case_id: UUID | None = None
+    tier: str = "standard"
+    severity: str | None = None
+    product: str | None = None
+    channel: str = "email"
+    history: str = "no earlier cases"
+
+    @property
+    def text(self) -> str:
+        return f"{self.subject}\n{self.body}" if self.subject else self.body
+
+
+@dataclass(frozen=True)
+class Triaged:
+    result: TriageResult
+    usage: list[LLMUsage] = field(default_factory=list)
+
+
+class Triager(Protocol):
+    name: str
+
+    async def triage(self, item: TriageInput) -> Triaged: ...
+
+
+class LabelledExample(BaseModel):
+    text: str
+    label: str
+
+
+# Few-shot context: the most similar labelled examples for a text.
+SimilarExamples = Callable[[str, int], Awaitable[Sequence[LabelledExample]]]
+
+
+class ClaudeTriage(BaseModel):
+    """What Claude may say; the tool schema narrows category and subcategory to the taxonomy."""
+
+    category: str
+    subcategory: str | None
+    priority: Severity
+    sentiment: Sentiment
+    language: str = Field(min_length=2, max_length=8)
+    summary: str = Field(max_length=400)
+    error_codes: list[str] = Field(default_factory=list, max_length=20)
+    confidence: float = Field(ge=0.0, le=1.0)
+    reason: str = Field(max_length=1000)
+
+
+def _quote(text: str) -> str:
+    # The message sits between <customer_message> tags; it must not be able to close them.
+    return text.replace("<", "‹").replace(">", "›")
+
+
+def _taxonomy_text(taxonomy: Taxonomy) -> str:
+    lines = []
+    for name, spec in taxonomy.categories.items():
+        lines.append(f"- {name}: {spec.description}")
+        lines.extend(f"  - {sub}: {text}" for sub, text in spec.subcategories.items())
+    return "\n".join(lines)
+
+
+def _schema(taxonomy: Taxonomy) -> dict[str, object]:
+    schema = ClaudeTriage.model_json_schema()
+    props = schema["properties"]
+    props["category"] = {"type": "string", "enum": list(taxonomy.categories)}
+    subs = [s for spec in taxonomy.categories.values() for s in spec.subcategories]
+    props["subcategory"] = {"anyOf": [{"type": "string", "enum": subs}, {"type": "null"}]}
+    return schema
+
+
+class ClaudeTriager:
+    name = "claude"
+
+    def __init__(
+        self,
+        llm: StructuredLLM,
+        taxonomy: Taxonomy,
+        *,
+        model: str,
+        system: Prompt,
+        request: Prompt,
+        similar: SimilarExamples | None = None,
+        company: str = "our customers",
+        shots: int = 8,
+    ) -> None:
+        self._llm, self._taxonomy, self._model = llm, taxonomy, model
+        self._request, self._similar, self._shots = request, similar, shots
+        self._system_template = system
+        self._schema = _schema(taxonomy)
+        self._taxonomy_text = _taxonomy_text(taxonomy)
+        self._company = company
+
+    async def triage(self, item: TriageInput) -> Triaged:
+        examples = await self._similar(item.text, self._shots) if self._similar else []
+        shots = "\n".join(f"- {_quote(e.text)!r} → {e.label}" for e in examples) or "(none yet)"
+        system = self._system_template.render(
+            company=self._company, taxonomy=self._taxonomy_text, examples=shots
+        )
+        user = self._request.render(
+            tier=item.tier,
+            history=item.history,
+            severity=item.severity or "not given",
+            product=item.product or "not given",
+            channel=item.channel,
+            subject=_quote(item.subject or "(none)"),
+            body=_quote(item.body),
+        )
+        answer, usage = await self._llm.complete(
+            step="triage",
+            model=self._model,
+            system=system,
+            user=user,
+            output=ClaudeTriage,
+            schema=self._schema,
+            prompt_version=self._system_template.ref,
+        )
+        if not self._taxonomy.is_valid(answer.category, answer.subcategory):
+            rejected = usage.model_copy(update={"success": False, "error": "label outside the taxonomy"})
+            raise LLMError(
+                f"Claude answered {answer.category}/{answer.subcategory}, which the taxonomy lacks",
+                rejected,
+            )
+        result = TriageResult(
+            **answer.model_dump(),
+            triager=self.name,
+            model=usage.model,
+            prompt_version=self._system_template.ref,
+        )
+        return Triaged(result, [usage])
+
+
+class CascadeTriager:
+    """Local first; Claude only below HIGH. If Claude fails or is absent, keep the local answer
+    with its confidence capped below HIGH, so it is reviewed and never auto-sent."""
+
+    name = "cascade"
+
+    def __init__(self, local: Triager, claude: Triager | None, *, high: float) -> None:
+        self._local, self._claude, self._high = local, claude, high
+
+    async def triage(self, item: TriageInput) -> Triaged:
+        local = await self._local.triage(item)
+        if local.result.confidence >= self._high:
+            return local
+        if self._claude is None:
+            return self._capped(local, "no Anthropic key: local answer kept")
+        try:
+            remote = await self._claude.triage(item)
+        except LLMError as exc:
+            capped = self._capped(local, f"Claude failed ({exc}): local answer kept")
+            return Triaged(capped.result, [*local.usage, exc.usage])
+        return Triaged(remote.result, [*local.usage, *remote.usage])
+
+    def _capped(self, local: Triaged, why: str) -> Triaged:
+        result = local.result
+        capped = min(result.confidence, round(self._high - 0.01, 4))
+        reason = f"{result.reason} {why}".strip()[:1000]
+        return Triaged(result.model_copy(update={"confidence": capped, "reason": reason}), local.usage)
+
+
+Triagers = Literal["local", "claude", "cascade"]
