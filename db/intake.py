@@ -91,3 +91,61 @@ async def create_case(
         # the caller's retry (or the client's) will find it.
         raise asyncpg.UniqueViolationError("case key taken by a transaction still in flight")
     return StoredCase(existing["case_id"], existing["short_id"], existing["status"], created=False)
+
+
+@dataclass(frozen=True)
+class ThreadCase:
+    case_id: UUID
+    short_id: int
+    status: str
+    resolved_at: object
+    closed_at: object
+
+
+# A reply names its ancestors in In-Reply-To/References; any of them may be the case's first
+# message or a later one (ours or the customer's). Gmail's thread id is a second way in.
+_THREAD = """
+SELECT c.case_id, c.short_id, c.status, c.resolved_at, c.closed_at
+FROM cases c
+WHERE c.email_message_id = ANY($1::text[])
+   OR ($2::text IS NOT NULL AND c.gmail_thread_id = $2)
+   OR c.case_id IN (SELECT i.case_id FROM case_interactions i WHERE i.external_message_id = ANY($1::text[]))
+ORDER BY c.created_at DESC
+LIMIT 1
+"""
+
+
+async def find_thread_case(
+    conn: asyncpg.Connection, message_ids: list[str], gmail_thread_id: str | None
+) -> ThreadCase | None:
+    row = await conn.fetchrow(_THREAD, message_ids, gmail_thread_id)
+    return ThreadCase(**dict(row)) if row else None
+
+
+async def append_interaction(
+    conn: asyncpg.Connection,
+    case_id: UUID,
+    *,
+    actor_id: str,
+    interaction_type: str,
+    message: str,
+    external_message_id: str | None,
+    metadata: dict[str, Any] | None = None,
+) -> bool:
+    """Add a customer message to a case; False if that message id is already on record."""
+    inserted = await conn.fetchval(
+        "INSERT INTO case_interactions (case_id, actor_type, actor_id, interaction_type, message, "
+        "external_message_id, metadata, created_at) VALUES ($1, 'customer', $2, $3, $4, $5, $6::jsonb, clock_timestamp()) "
+        "ON CONFLICT DO NOTHING RETURNING interaction_id",
+        case_id, actor_id, interaction_type, message, external_message_id, json.dumps(metadata or {}),
+    )
+    return inserted is not None
+
+
+async def message_seen(conn: asyncpg.Connection, message_id: str) -> UUID | None:
+    """The case that already holds this RFC 822 message, as first message or follow-up."""
+    return await conn.fetchval(
+        "SELECT case_id FROM cases WHERE email_message_id = $1 "
+        "UNION ALL SELECT case_id FROM case_interactions WHERE external_message_id = $1 LIMIT 1",
+        message_id,
+    )
