@@ -48,3 +48,31 @@ class StructuredLLM(Protocol):
     ) -> tuple[M, LLMUsage]:
         """Ask for one structured answer; its fields are the only thing the model can produce."""
         ...
+
+
+class MailboxMessage(BaseModel):
+    id: str
+    thread_id: str | None
+    raw: bytes
+
+
+class HistoryExpired(Exception):
+    """The stored history id is too old for incremental sync (Gmail answers 404)."""
+
+
+class Mailbox(Protocol):
+    """The support inbox: enough of Gmail for incremental sync."""
+
+    address: str
+
+    async def current_history_id(self) -> int: ...
+
+    async def added_since(self, history_id: int) -> tuple[list[str], int]:
+        """Ids of inbox messages added since `history_id`, oldest first, and the new history id."""
+        ...
+
+    async def recent(self, limit: int) -> list[str]:
+        """Ids of the newest inbox messages, oldest first (the fallback when history is too old)."""
+        ...
+
+    async def fetch(self, message_id: str) -> MailboxMessage: ...
