@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from functools import wraps
-from typing import Annotated, Any, TypeVar
+from collections.abc import Sequence
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from bot.database import DatabaseUnavailable, connect, migrate_database, resolve_dsn
+from bot.cli_common import UsageError, command, out, settings_from_env
+from bot.cli_intake import cases_app, intake_app
+from bot.database import connect, migrate_database, resolve_dsn
 from bot.health import Check, run_checks
-from bot.logs import configure_logging
-from bot.process import ALL_ROLES, UnknownRole, parse_roles
+from bot.process import ALL_ROLES, parse_roles
 from bot.process import run as run_process
-from bot.settings import Settings, SettingsError, load_settings
 from db import jobs as job_queue
-from db.migrate import MigrationError
 from db.migrate import status as migration_status
-
-EXIT_USAGE = 2
 
 app = typer.Typer(
     help="CX-Catalyst: an AI customer-support desk that lives in Slack.",
@@ -36,51 +29,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 jobs_app = typer.Typer(help="The durable job queue.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
-
-out = Console()
-err = Console(stderr=True)
-
-T = TypeVar("T")
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as is, exit code 2."""
-
-
-_KNOWN_FAILURES = (SettingsError, DatabaseUnavailable, MigrationError, UnknownRole, UsageError)
-
-
-def command(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..., None]:
-    """Run an async command: settings first, known failures as one message with exit code 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            code = asyncio.run(func(*args, **kwargs))
-        except _KNOWN_FAILURES as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-            raise typer.Exit(EXIT_USAGE) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if os.environ.get("CX_DEBUG"):
-                raise
-            err.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
-                "Run again with CX_DEBUG=1 to see the traceback, and please report it.",
-                highlight=False,
-            )
-            raise typer.Exit(1) from None
-        raise typer.Exit(code or 0)
-
-    return wrapper
-
-
-def settings_from_env() -> Settings:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
-
+app.add_typer(intake_app, name="intake")
+app.add_typer(cases_app, name="cases")
 
 @app.command("run")
 @command

@@ -99,7 +99,7 @@ def redact(dsn: str) -> str:
 async def connect(dsn: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(dsn, timeout=_CONNECT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot connect to the database at {redact(dsn)}: {exc}") from exc
 
 
@@ -130,7 +130,7 @@ async def open_pool(settings: Settings, *, run_migrations: bool = True) -> Async
         pool = await create_pool(
             dsn, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
         )
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot open a pool on {redact(dsn)}: {exc}") from exc
     try:
         yield pool

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -47,7 +47,7 @@ class Scheduler:
 
     async def tick(self, schedule: Schedule, now: datetime | None = None) -> bool:
         """Enqueue the job for the period `now` falls in; False if some replica already did."""
-        period = schedule.period_of(now or datetime.now(timezone.utc))
+        period = schedule.period_of(now or datetime.now(UTC))
         async with self._deps.pool.acquire() as conn:
             enqueued = await jobs.enqueue_for_period(conn, schedule.job, period, schedule.payload)
         self._deps.metrics.scheduled.labels(schedule.job, str(enqueued).lower()).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -121,6 +122,10 @@ class Settings(BaseSettings):
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
         return self
+
+    @property
+    def reopen_window(self) -> timedelta:
+        return timedelta(days=self.reopen_window_days)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import asyncpg
 from aiohttp import web
@@ -23,7 +22,7 @@ async def healthz(request: web.Request) -> web.Response:
         async with deps.pool.acquire(timeout=5) as conn:
             facts = await db_health.ping(conn)
             depth = await jobs.depth(conn)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         body.update(status="error", database={"ok": False, "error": str(exc)})
         return web.json_response(body, status=503)
     body["status"] = "ok"

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import asyncpg
 import structlog
@@ -94,7 +94,7 @@ def _within(thread: intake_db.ThreadCase, window: timedelta, now: datetime | Non
     finished_at = thread.closed_at or thread.resolved_at
     if thread.status not in _FINISHED or finished_at is None:
         return True
-    return (now or datetime.now(timezone.utc)) - finished_at <= window  # type: ignore[operator]
+    return (now or datetime.now(UTC)) - finished_at <= window  # type: ignore[operator]
 
 
 async def _follow_up(

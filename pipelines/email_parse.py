@@ -12,7 +12,7 @@ import re
 import textwrap
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from email import errors
 from email.message import Message
 from email.parser import BytesParser
@@ -188,7 +188,7 @@ def _date(msg: Message) -> datetime | None:
     except Exception:
         return None
     # A naive datetime means "-0000": the sender did not know its zone. UTC is the honest guess.
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 # --- body ----------------------------------------------------------------------------------------

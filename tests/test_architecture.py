@@ -24,6 +24,11 @@ def test_import_directions_hold():
     assert "0 broken" in result.stdout
 
 
+def test_ruff_finds_nothing():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_sql_lives_only_in_db():
     offenders = []
     for folder in ("bot", "handlers", "pipelines", "prompts"):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -88,7 +88,7 @@ async def test_a_reply_after_the_reopen_window_opens_a_new_case(pool):
     async with transaction(pool) as conn:
         for to in (CaseStatus.TRIAGED, CaseStatus.HUMAN_OWNED, CaseStatus.RESOLVED):
             await transition(conn, first.case_id, to, actor_type=ActorType.SYSTEM, actor_id="test")
-    later = datetime.now(timezone.utc) + timedelta(days=30)
+    later = datetime.now(UTC) + timedelta(days=30)
     reply = await intake_email(
         pool,
         mail("Re: Card blocked", "Blocked again.", msg_id="<b2@example.com>", in_reply_to="<b1@example.com>"),

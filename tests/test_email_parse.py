@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import random
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pydantic
@@ -56,7 +56,7 @@ def test_plain_message_fields():
     assert email.subject == "Card question"
     assert email.message_id == "<m1@mail.example.com>"
     assert email.in_reply_to is None and email.references == []
-    assert email.date == datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+    assert email.date == datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
     assert email.attachments == [] and email.charset_problems is False
 
 
@@ -268,8 +268,8 @@ def test_references_without_brackets_split_on_whitespace():
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (b"Tue, 03 Nov 2026 09:12:00 +0100", datetime(2026, 11, 3, 8, 12, tzinfo=timezone.utc)),
-        (b"Tue, 03 Nov 2026 09:12:00 -0000", datetime(2026, 11, 3, 9, 12, tzinfo=timezone.utc)),
+        (b"Tue, 03 Nov 2026 09:12:00 +0100", datetime(2026, 11, 3, 8, 12, tzinfo=UTC)),
+        (b"Tue, 03 Nov 2026 09:12:00 -0000", datetime(2026, 11, 3, 9, 12, tzinfo=UTC)),
         (b"yesterday-ish", None),
     ],
 )

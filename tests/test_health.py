@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 
 from bot.health import run_checks
 from tests.cli_runner import CX, ROOT, cx_env

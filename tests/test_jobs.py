@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -62,14 +62,14 @@ async def test_scheduled_ticks_enqueue_one_job_per_period_across_replicas(pool, 
     deps = Deps(settings, pool, Metrics())
     schedule = Schedule("demo.daily", CronTrigger(hour=3), local_day(ZoneInfo("Europe/Paris")))
     replicas = [Scheduler(deps, [schedule]) for _ in range(3)]
-    at = datetime(2026, 11, 22, 2, 30, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 22, 2, 30, tzinfo=UTC)
     outcomes = await asyncio.gather(*(r.tick(schedule, at) for r in replicas))
     assert sorted(outcomes) == [False, False, True]
     # The same period after the job ran and left the queue still counts as done.
     async with pool.acquire() as conn:
         await conn.execute("DELETE FROM pgqueuer")
     assert await replicas[0].tick(schedule, at) is False
-    next_day = datetime(2026, 11, 23, 2, 30, tzinfo=timezone.utc)
+    next_day = datetime(2026, 11, 23, 2, 30, tzinfo=UTC)
     assert await replicas[1].tick(schedule, next_day) is True
     rows = await queue_rows(pool)
     assert [r.dedupe_key for r in rows] == ["demo.daily:2026-11-23"]

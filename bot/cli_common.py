@@ -1,0 +1,62 @@
+"""What every `cx` command shares: the consoles, settings loading and the error funnel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from functools import wraps
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from bot.database import DatabaseUnavailable
+from bot.logs import configure_logging
+from bot.process import UnknownRole
+from bot.settings import Settings, SettingsError, load_settings
+from db.migrate import MigrationError
+
+EXIT_USAGE = 2
+
+out = Console()
+err = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as is, exit code 2."""
+
+
+_KNOWN_FAILURES = (SettingsError, DatabaseUnavailable, MigrationError, UnknownRole, UsageError)
+
+
+def command(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..., None]:
+    """Run an async command: settings first, known failures as one message with exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = asyncio.run(func(*args, **kwargs))
+        except _KNOWN_FAILURES as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("CX_DEBUG"):
+                raise
+            err.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                "Run again with CX_DEBUG=1 to see the traceback, and please report it.",
+                highlight=False,
+            )
+            raise typer.Exit(1) from None
+        raise typer.Exit(code or 0)
+
+    return wrapper
+
+
+def settings_from_env() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings

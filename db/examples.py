@@ -1,0 +1,86 @@
+"""Labelled examples for the local triager: imported history, reviewer corrections, resolved cases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Example:
+    example_id: UUID
+    text: str
+    category: str
+    subcategory: str | None
+    weight: float
+
+
+async def add_examples(
+    conn: asyncpg.Connection,
+    rows: Sequence[tuple[str, str, str | None, str | None]],
+    *,
+    source: str,
+    case_id: UUID | None = None,
+) -> int:
+    """Insert (text, category, subcategory, priority) rows; returns how many were new."""
+    inserted = await conn.fetchval(
+        """
+        WITH new AS (
+            INSERT INTO labelled_examples (text, category, subcategory, priority, source, case_id)
+            SELECT t, c, s, p, $5, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(t, c, s, p)
+            ON CONFLICT DO NOTHING
+            RETURNING 1
+        )
+        SELECT count(*) FROM new
+        """,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        source,
+        case_id,
+    )
+    return int(inserted)
+
+
+async def all_examples(conn: asyncpg.Connection) -> list[Example]:
+    rows = await conn.fetch(
+        "SELECT example_id, text, category, subcategory, weight FROM labelled_examples ORDER BY created_at, example_id"
+    )
+    return [Example(**dict(r)) for r in rows]
+
+
+async def missing_embeddings(conn: asyncpg.Connection, limit: int = 5000) -> list[tuple[UUID, str]]:
+    rows = await conn.fetch(
+        "SELECT example_id, text FROM labelled_examples WHERE embedding IS NULL ORDER BY created_at LIMIT $1", limit
+    )
+    return [(r["example_id"], r["text"]) for r in rows]
+
+
+async def set_embeddings(conn: asyncpg.Connection, ids: Sequence[UUID], vectors: np.ndarray) -> None:
+    await conn.executemany(
+        "UPDATE labelled_examples SET embedding = $2 WHERE example_id = $1",
+        list(zip(ids, list(vectors))),
+    )
+
+
+async def nearest(conn: asyncpg.Connection, vector: np.ndarray, k: int) -> list[tuple[str, str | None, float, str]]:
+    """The k labelled examples closest to `vector` (cosine), as (category, subcategory, similarity, text)."""
+    dims = int(vector.shape[0])
+    # The cast to vector(dims) and the matching WHERE let the planner use the partial HNSW index.
+    rows = await conn.fetch(
+        f"""
+        SELECT category, subcategory, 1 - (embedding::vector({dims}) <=> $1::vector({dims})) AS similarity, text
+        FROM labelled_examples
+        WHERE vector_dims(embedding) = {dims}
+        ORDER BY embedding::vector({dims}) <=> $1::vector({dims})
+        LIMIT $2
+        """,
+        vector,
+        k,
+    )
+    return [(r["category"], r["subcategory"], float(r["similarity"]), r["text"]) for r in rows]
