@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
+import numpy as np
+
 from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
@@ -76,3 +78,15 @@ class Mailbox(Protocol):
         ...
 
     async def fetch(self, message_id: str) -> MailboxMessage: ...
+
+
+class Embedder(Protocol):
+    """Text to unit vectors. One model per deployment; `model` and `dimensions` name it."""
+
+    provider: str
+    model: str
+    dimensions: int
+
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage | None]:
+        """One L2-normalised row per text, and the call's usage when the provider bills it."""
+        ...
