@@ -17,8 +17,8 @@ WITH price AS (
 )
 INSERT INTO llm_usage (step, provider, model, input_tokens, output_tokens, cached_tokens, cost_usd,
                        latency_ms, success, error, case_id, workflow_execution_id, prompt_version)
-SELECT $1, $2, $3, $4, $5, $6,
-       (SELECT ($4 * input_per_mtok + $5 * output_per_mtok + $6 * cache_per_mtok) / 1e6 FROM price),
+SELECT $1, $2, $3, $4::int, $5::int, $6::int,
+       (SELECT ($4::int * input_per_mtok + $5::int * output_per_mtok + $6::int * cache_per_mtok) / 1e6 FROM price),
        $7, $8, $9, $10, $11, $12
 """
 

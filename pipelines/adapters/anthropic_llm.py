@@ -39,7 +39,6 @@ class AnthropicLLM:
             message = await self._client.messages.create(
                 model=model,
                 max_tokens=max_tokens,
-                temperature=0.0,
                 # The system prompt is the same for every case: cache it.
                 system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
                 messages=[{"role": "user", "content": user}],
