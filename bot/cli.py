@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bot.cli_common import UsageError, command, out, settings_from_env
 from bot.cli_intake import cases_app, intake_app
+from bot.cli_triage import eval_app, triage_app
 from bot.database import connect, migrate_database, resolve_dsn
 from bot.health import Check, run_checks
 from bot.process import ALL_ROLES, parse_roles
@@ -31,6 +32,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(intake_app, name="intake")
 app.add_typer(cases_app, name="cases")
+app.add_typer(triage_app, name="triage")
+app.add_typer(eval_app, name="eval")
 
 @app.command("run")
 @command

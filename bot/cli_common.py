@@ -16,6 +16,7 @@ from bot.logs import configure_logging
 from bot.process import UnknownRole
 from bot.settings import Settings, SettingsError, load_settings
 from db.migrate import MigrationError
+from pipelines.taxonomy import TaxonomyError
 
 EXIT_USAGE = 2
 
@@ -27,7 +28,16 @@ class UsageError(Exception):
     """Bad input from the user: printed as is, exit code 2."""
 
 
-_KNOWN_FAILURES = (SettingsError, DatabaseUnavailable, MigrationError, UnknownRole, UsageError)
+_KNOWN_FAILURES = (SettingsError, DatabaseUnavailable, MigrationError, UnknownRole, UsageError, TaxonomyError)
+
+
+def _run(coro: Coroutine[Any, Any, int | None]) -> int | None:
+    try:
+        import uvloop  # a faster event loop where it exists (not on Windows)
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def command(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..., None]:
@@ -36,7 +46,7 @@ def command(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            code = asyncio.run(func(*args, **kwargs))
+            code = _run(func(*args, **kwargs))
         except _KNOWN_FAILURES as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
             raise typer.Exit(EXIT_USAGE) from None

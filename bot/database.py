@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -136,3 +137,31 @@ async def open_pool(settings: Settings, *, run_migrations: bool = True) -> Async
         yield pool
     finally:
         await pool.close()
+
+
+@asynccontextmanager
+async def scratch_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a new, migrated, throw-away database on the same server (for evaluations)."""
+    dsn = await resolve_dsn(settings)
+    name = f"cx_scratch_{uuid.uuid4().hex[:10]}"
+    admin = await connect(dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    except asyncpg.PostgresError as exc:
+        raise DatabaseUnavailable(f"cannot create a scratch database on {redact(dsn)}: {exc}") from exc
+    finally:
+        await admin.close()
+    scratch = with_database(dsn, name)
+    try:
+        await migrate_database(scratch)
+        pool = await create_pool(scratch, min_size=1, max_size=4)
+        try:
+            yield pool
+        finally:
+            await pool.close()
+    finally:
+        admin = await connect(dsn)
+        try:
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()

@@ -12,8 +12,7 @@ from aiohttp import web
 
 from bot import clients
 from bot.database import open_pool
-from bot.deps import Deps
-from bot.metrics import Metrics
+from bot.deps import build_deps
 from bot.scheduler import Scheduler, schedules
 from bot.settings import Settings
 from bot.slack_app import build_slack_app, socket_mode_handler
@@ -60,7 +59,7 @@ async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async with open_pool(settings) as pool:
-        deps = Deps(settings=settings, pool=pool, metrics=Metrics())
+        deps = build_deps(settings, pool)
         status = RuntimeStatus(roles=[r.value for r in roles])
         runner: web.AppRunner | None = None
         worker: Worker | None = None
@@ -81,7 +80,7 @@ async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
                 worker = Worker(deps, job_handlers())
                 await worker.start()
             if Role.SCHEDULER in roles:
-                scheduler = Scheduler(deps, schedules(settings))
+                scheduler = Scheduler(deps, schedules(settings, gmail=deps.mailbox is not None))
                 scheduler.start()
             if Role.WEB in roles:
                 runner = web.AppRunner(build_web_app(deps, status), access_log=None)

@@ -11,6 +11,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.deps import Deps
 from bot.settings import Settings
@@ -32,11 +33,17 @@ def local_day(zone: ZoneInfo) -> Callable[[datetime], str]:
     return lambda instant: instant.astimezone(zone).date().isoformat()
 
 
-def schedules(settings: Settings) -> list[Schedule]:
+def every(seconds: int) -> Callable[[datetime], str]:
+    return lambda instant: str(int(instant.timestamp()) // seconds)
+
+
+def schedules(settings: Settings, *, gmail: bool) -> list[Schedule]:
     zone = settings.zone
-    return [
-        Schedule(JobName.PRUNE, CronTrigger(hour=3, minute=30, timezone=zone), local_day(zone)),
-    ]
+    plan = [Schedule(JobName.PRUNE, CronTrigger(hour=3, minute=30, timezone=zone), local_day(zone))]
+    if gmail:
+        seconds = settings.gmail_poll_seconds
+        plan.append(Schedule(JobName.GMAIL_SYNC, IntervalTrigger(seconds=seconds), every(seconds)))
+    return plan
 
 
 class Scheduler:

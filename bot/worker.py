@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -16,7 +18,9 @@ from pgqueuer.queries import Queries
 
 from bot.deps import Deps
 from pipelines import maintenance
+from pipelines.gmail_sync import sync_mailbox
 from pipelines.jobs import JobName
+from pipelines.triage import triage_case
 
 log = structlog.get_logger(__name__)
 
@@ -27,9 +31,27 @@ async def _prune(deps: Deps, payload: bytes) -> None:
     await maintenance.prune(deps.pool)
 
 
+async def _triage(deps: Deps, payload: bytes) -> None:
+    if deps.triager is None or deps.taxonomy is None:
+        raise RuntimeError("this worker has no triager")
+    case_id = UUID(json.loads(payload)["case_id"])
+    await triage_case(deps.pool, deps.triager, deps.taxonomy, deps.thresholds, case_id)
+
+
+async def _gmail_sync(deps: Deps, payload: bytes) -> None:
+    if deps.mailbox is None:
+        raise RuntimeError("Gmail is not configured (GMAIL_TOKEN_FILE and SUPPORT_EMAIL)")
+    await sync_mailbox(
+        deps.pool,
+        deps.mailbox,
+        own_addresses=frozenset(a.lower() for a in (deps.settings.support_email,) if a),
+        reopen_window=deps.settings.reopen_window,
+    )
+
+
 def job_handlers() -> dict[str, JobHandler]:
     """Every job the product runs, by queue entrypoint name."""
-    return {JobName.PRUNE: _prune}
+    return {JobName.PRUNE: _prune, JobName.TRIAGE: _triage, JobName.GMAIL_SYNC: _gmail_sync}
 
 
 class Worker:

@@ -84,3 +84,44 @@ async def nearest(conn: asyncpg.Connection, vector: np.ndarray, k: int) -> list[
         k,
     )
     return [(r["category"], r["subcategory"], float(r["similarity"]), r["text"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class EmbeddedExample:
+    text: str
+    category: str
+    subcategory: str | None
+    embedding: np.ndarray | None
+    created_at: object
+
+
+async def examples_since(conn: asyncpg.Connection, since: object, limit: int = 10_000) -> list[EmbeddedExample]:
+    """Examples created after `since`, oldest first (what a loaded model has not seen yet)."""
+    rows = await conn.fetch(
+        "SELECT text, category, subcategory, embedding, created_at FROM labelled_examples "
+        "WHERE created_at > $1 ORDER BY created_at LIMIT $2",
+        since,
+        limit,
+    )
+    return [_embedded(r) for r in rows]
+
+
+def _embedded(row: asyncpg.Record) -> EmbeddedExample:
+    vector = row["embedding"]
+    return EmbeddedExample(
+        text=row["text"],
+        category=row["category"],
+        subcategory=row["subcategory"],
+        embedding=None if vector is None else np.asarray(vector.to_numpy(), dtype=np.float32),
+        created_at=row["created_at"],
+    )
+
+
+async def training_set(conn: asyncpg.Connection) -> tuple[list[EmbeddedExample], object]:
+    """Every example, and the instant they were read at (the model's `examples_until`)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        until = await conn.fetchval("SELECT now()")
+        rows = await conn.fetch(
+            "SELECT text, category, subcategory, embedding, created_at FROM labelled_examples ORDER BY created_at"
+        )
+    return [_embedded(r) for r in rows], until

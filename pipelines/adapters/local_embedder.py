@@ -65,7 +65,10 @@ class LocalEmbedder:
                 except ImportError:
                     raise LocalEmbeddingsUnavailable("pip install -e '.[local]' for local embeddings") from None
                 self._encoder = SentenceTransformer(self._path, device="cpu")
-                self.dimensions = int(self._encoder.get_sentence_embedding_dimension())
+                dimension = getattr(self._encoder, "get_embedding_dimension", None) or (
+                    self._encoder.get_sentence_embedding_dimension  # sentence-transformers < 6
+                )
+                self.dimensions = int(dimension())
             return self._encoder
 
     def encode(self, texts: list[str]) -> np.ndarray:

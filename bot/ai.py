@@ -1,0 +1,49 @@
+"""Choosing and building the AI parts from settings: the embedder and the triager cascade."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from bot import clients
+from bot.settings import Settings
+from pipelines.adapters.anthropic_llm import AnthropicLLM
+from pipelines.adapters.local_embedder import LocalEmbedder, local_embeddings_available
+from pipelines.adapters.openai_embedder import OpenAIEmbedder
+from pipelines.local_triage import LocalTriager, similar_examples
+from pipelines.ports import Embedder
+from pipelines.taxonomy import Taxonomy
+from pipelines.triagers import CascadeTriager, ClaudeTriager, Triager
+from prompts import load
+
+
+def build_embedder(settings: Settings, mode: str | None = None) -> Embedder | None:
+    """OpenAI with a key, else local if installed, else none (full-text only); or as asked."""
+    mode = mode or settings.embeddings
+    if mode == "auto":
+        mode = "openai" if settings.openai_api_key else ("local" if local_embeddings_available() else "none")
+    if mode == "openai":
+        client = clients.openai_client(settings)
+        if client is None:
+            raise ValueError("EMBEDDINGS=openai needs OPENAI_API_KEY")
+        return OpenAIEmbedder(client, settings.openai_embedding_model)
+    if mode == "local":
+        return LocalEmbedder(settings.local_embedding_model)
+    return None
+
+
+def build_triager(
+    settings: Settings, pool: asyncpg.Pool, taxonomy: Taxonomy, embedder: Embedder | None
+) -> Triager:
+    local = LocalTriager(pool, taxonomy, embedder)
+    anthropic = clients.anthropic_client(settings)
+    claude = None
+    if anthropic is not None:
+        claude = ClaudeTriager(
+            AnthropicLLM(anthropic),
+            taxonomy,
+            model=settings.anthropic_model,
+            system=load("triage"),
+            request=load("triage_request"),
+            similar=similar_examples(pool, embedder) if embedder else None,
+        )
+    return CascadeTriager(local, claude, high=settings.confidence_threshold_high)

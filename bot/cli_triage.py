@@ -1,0 +1,114 @@
+"""`cx triage train` and `cx eval triage`: the local triager's training and its measured quality."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bot.ai import build_embedder
+from bot.cli_common import UsageError, command, out, settings_from_env
+from bot.database import open_pool, scratch_pool
+from db import examples as examples_db
+from db.pool import transaction
+from pipelines.evaluation import evaluate
+from pipelines.history_import import HistoryFileError, read_history
+from pipelines.local_triage import LocalTriager, NoLocalModel, train_local
+
+triage_app = typer.Typer(help="The local triager.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure quality.", no_args_is_help=True)
+
+EmbeddingsOption = Annotated[
+    str | None, typer.Option("--embeddings", help="local, openai or none (default: the EMBEDDINGS setting)")
+]
+
+
+def _embedder(settings, mode: str | None):  # noqa: ANN001, ANN202
+    if mode not in (None, "auto", "local", "openai", "none"):
+        raise UsageError(f"--embeddings must be local, openai or none, not {mode!r}")
+    try:
+        return build_embedder(settings, mode)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@triage_app.command("train")
+@command
+async def triage_train(embeddings: EmbeddingsOption = None) -> None:
+    """Train the local triager on every labelled example in the database."""
+    settings = settings_from_env()
+    embedder = _embedder(settings, embeddings)
+    async with open_pool(settings) as pool:
+        try:
+            report = await train_local(pool, embedder)
+        except NoLocalModel as exc:
+            raise UsageError(str(exc)) from None
+    out.print(f"Trained a {report.kind} model on {report.examples} examples and {report.labels} labels "
+              f"in {report.seconds:.1f} s ({report.embedded_now} examples embedded now).")
+
+
+@eval_app.command("triage")
+@command
+async def eval_triage(
+    train_path: Annotated[Path, typer.Option("--train", help="CSV with text,category")],
+    test_path: Annotated[Path, typer.Option("--test", help="CSV with text,category")],
+    embeddings: EmbeddingsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Train the local triager on TRAIN in a scratch database and measure it on TEST."""
+    settings = settings_from_env()
+    try:
+        train_rows = read_history(train_path, None)
+        test_rows = read_history(test_path, None)
+    except HistoryFileError as exc:
+        raise UsageError(str(exc)) from None
+    embedder = _embedder(settings, embeddings)
+    async with scratch_pool(settings) as pool:
+        async with transaction(pool) as conn:
+            await examples_db.add_examples(conn, [(r.text, r.category, None, None) for r in train_rows], source="import")
+        started = time.perf_counter()
+        report = await train_local(pool, embedder)
+        train_seconds = time.perf_counter() - started
+        triager = LocalTriager(pool, None, embedder)
+        texts = [r.text for r in test_rows]
+        predicted: list[str] = []
+        confidence: list[float] = []
+        started = time.perf_counter()
+        for i in range(0, len(texts), 256):
+            labels, conf = await triager.classify(texts[i : i + 256])
+            predicted.extend(labels)
+            confidence.extend(float(c) for c in conf)
+        classify_seconds = time.perf_counter() - started
+        # Per-case latency is what a live case sees: one text at a time.
+        started = time.perf_counter()
+        for text in texts[:50]:
+            await triager.classify([text])
+        single_ms = (time.perf_counter() - started) * 1000 / min(50, len(texts))
+    result = evaluate([r.category for r in test_rows], predicted, confidence, high=settings.confidence_threshold_high)
+    figures = {
+        **result.model_dump(exclude={"most_confused"}),
+        "most_confused": [p.model_dump() for p in result.most_confused],
+        "model": report.kind,
+        "embeddings": embedder.model if embedder else None,
+        "n_train": len(train_rows),
+        "train_seconds": round(train_seconds, 1),
+        "classify_seconds": round(classify_seconds, 2),
+        "single_case_ms": round(single_ms, 2),
+    }
+    if as_json:
+        print(json.dumps(figures))
+        return
+    table = Table("figure", "value")
+    for key in ("n_train", "n_test", "accuracy", "macro_f1", "coverage_at_p98", "threshold_at_p98",
+                "coverage_at_high", "precision_at_high", "model", "embeddings", "train_seconds", "single_case_ms"):
+        value = figures[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+    confused = Table("expected", "predicted", "count", title="Most confused")
+    for pair in result.most_confused:
+        confused.add_row(pair.expected, pair.predicted, str(pair.count))
+    out.print(confused)

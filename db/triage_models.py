@@ -1,0 +1,65 @@
+"""Stored local triage models: save a trained one, load the newest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    model_id: UUID
+    kind: str
+    embedding_model: str | None
+    labels: list[str]
+    n_examples: int
+    examples_until: datetime
+    payload: bytes
+    created_at: datetime
+
+
+async def save(
+    conn: asyncpg.Connection,
+    *,
+    kind: str,
+    embedding_model: str | None,
+    labels: list[str],
+    n_examples: int,
+    examples_until: datetime,
+    train_seconds: float,
+    metrics: dict[str, Any],
+    payload: bytes,
+) -> UUID:
+    return await conn.fetchval(
+        "INSERT INTO triage_models (kind, embedding_model, labels, n_examples, examples_until, train_seconds, "
+        "metrics, payload) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING model_id",
+        kind, embedding_model, labels, n_examples, examples_until, train_seconds, json.dumps(metrics), payload,
+    )
+
+
+async def newest_id(conn: asyncpg.Connection) -> UUID | None:
+    return await conn.fetchval("SELECT model_id FROM triage_models ORDER BY created_at DESC LIMIT 1")
+
+
+async def load(conn: asyncpg.Connection, model_id: UUID) -> StoredModel | None:
+    row = await conn.fetchrow(
+        "SELECT model_id, kind, embedding_model, labels, n_examples, examples_until, payload, created_at "
+        "FROM triage_models WHERE model_id = $1",
+        model_id,
+    )
+    return StoredModel(**{**dict(row), "labels": list(row["labels"])}) if row else None
+
+
+async def prune(conn: asyncpg.Connection, keep: int = 3) -> int:
+    """Drop all but the newest `keep` models: they are large."""
+    return await conn.fetchval(
+        "WITH old AS (DELETE FROM triage_models WHERE model_id NOT IN "
+        "(SELECT model_id FROM triage_models ORDER BY created_at DESC LIMIT $1) RETURNING 1) "
+        "SELECT count(*) FROM old",
+        keep,
+    )

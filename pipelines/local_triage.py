@@ -1,0 +1,176 @@
+"""The local triager: train on the labelled history in the database, classify offline.
+
+Training stores the model in triage_models; every triager instance (in any process) loads the
+newest one and, before each case, pulls examples added since, so a reviewer's correction takes
+effect at once through the kNN part."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import numpy as np
+import structlog
+
+from db import examples as examples_db
+from db import triage_models
+from pipelines import text_signals
+from pipelines.local_model import LocalModel, train
+from pipelines.models import TriageResult
+from pipelines.ports import Embedder
+from pipelines.taxonomy import Taxonomy
+from pipelines.triagers import Triaged, TriageInput
+
+log = structlog.get_logger(__name__)
+
+
+class NoLocalModel(RuntimeError):
+    """There is no trained model yet: import labelled history (`cx cases import`), then train."""
+
+
+def label_of(category: str, subcategory: str | None) -> str:
+    return subcategory or category
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    examples: int
+    labels: int
+    embedded_now: int
+    seconds: float
+    kind: str
+
+
+async def embed_missing(pool: asyncpg.Pool, embedder: Embedder, batch: int = 2000) -> int:
+    """Give every labelled example an embedding, in batches; returns how many were embedded."""
+    done = 0
+    while True:
+        async with pool.acquire() as conn:
+            todo = await examples_db.missing_embeddings(conn, batch)
+        if not todo:
+            return done
+        vectors, _ = await embedder.embed([text for _, text in todo])
+        async with pool.acquire() as conn:
+            await examples_db.set_embeddings(conn, [i for i, _ in todo], vectors)
+        done += len(todo)
+
+
+async def train_local(pool: asyncpg.Pool, embedder: Embedder | None) -> TrainReport:
+    started = time.perf_counter()
+    embedded = await embed_missing(pool, embedder) if embedder is not None else 0
+    async with pool.acquire() as conn:
+        rows, until = await examples_db.training_set(conn)
+    if len({label_of(r.category, r.subcategory) for r in rows}) < 2:
+        raise NoLocalModel("at least two labels are needed to train; import labelled history first")
+    texts = [r.text for r in rows]
+    labels = [label_of(r.category, r.subcategory) for r in rows]
+    vectors = None
+    if embedder is not None:
+        vectors = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in rows])
+    model = await asyncio.to_thread(train, texts, labels, vectors)
+    async with pool.acquire() as conn:
+        await triage_models.save(
+            conn,
+            kind=model.kind,
+            embedding_model=embedder.model if embedder else None,
+            labels=model.labels,
+            n_examples=len(rows),
+            examples_until=until,
+            train_seconds=model.train_seconds,
+            metrics={"temperature": model.temperature},
+            payload=model.dumps(),
+        )
+        await triage_models.prune(conn)
+    report = TrainReport(len(rows), len(model.labels), embedded, time.perf_counter() - started, model.kind)
+    log.info("triage.trained", **report.__dict__)
+    return report
+
+
+class LocalTriager:
+    name = "local"
+
+    def __init__(self, pool: asyncpg.Pool, taxonomy: Taxonomy | None, embedder: Embedder | None) -> None:
+        self._pool, self._taxonomy, self._embedder = pool, taxonomy, embedder
+        self._model: LocalModel | None = None
+        self._model_id: object = None
+        self._seen_until: object = None
+        self._lock = asyncio.Lock()
+
+    async def _current(self) -> LocalModel:
+        """The newest stored model, with every example added since it was trained in its memory."""
+        async with self._lock, self._pool.acquire() as conn:
+            newest = await triage_models.newest_id(conn)
+            if newest is None:
+                raise NoLocalModel("no local triage model yet: run `cx cases import` and `cx triage train`")
+            if newest != self._model_id:
+                stored = await triage_models.load(conn, newest)
+                assert stored is not None
+                if stored.embedding_model and (self._embedder is None or self._embedder.model != stored.embedding_model):
+                    raise NoLocalModel(
+                        f"the stored model was trained with embeddings from {stored.embedding_model}; "
+                        "configure the same model or retrain with `cx triage train`"
+                    )
+                self._model = await asyncio.to_thread(LocalModel.loads, stored.payload)
+                self._model_id, self._seen_until = newest, stored.examples_until
+            fresh = await examples_db.examples_since(conn, self._seen_until)
+        assert self._model is not None
+        if fresh:
+            self._seen_until = fresh[-1].created_at
+            with_vectors = [f for f in fresh if f.embedding is not None]
+            if with_vectors and self._model.uses_embeddings:
+                self._model.remember(
+                    np.stack([np.asarray(f.embedding, dtype=np.float32) for f in with_vectors]),
+                    [label_of(f.category, f.subcategory) for f in with_vectors],
+                )
+        return self._model
+
+    async def classify(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
+        """Labels and calibrated confidences for a batch of texts."""
+        model = await self._current()
+        vectors = None
+        if model.uses_embeddings:
+            assert self._embedder is not None
+            vectors, _ = await self._embedder.embed(texts)
+        probs = await asyncio.to_thread(model.predict, texts, vectors)
+        best = probs.argmax(axis=1)
+        return [model.labels[i] for i in best], probs[np.arange(len(texts)), best]
+
+    async def triage(self, item: TriageInput) -> Triaged:
+        [label], [confidence] = await self.classify([item.text])
+        if self._taxonomy is None:
+            category, subcategory, default = label, None, "medium"
+        else:
+            resolved = self._taxonomy.resolve(label)
+            if resolved is None:
+                raise NoLocalModel(f"the model predicts {label!r}, which taxonomy {self._taxonomy.name} lacks; retrain")
+            category, subcategory = resolved
+            default = self._taxonomy.categories[category].default_priority
+        result = TriageResult(
+            category=category,
+            subcategory=subcategory,
+            priority=text_signals.priority(default, item.severity, item.text),
+            sentiment=text_signals.sentiment(item.text),
+            language=text_signals.detect_language(item.text),
+            summary=text_signals.summary(item.subject, item.body),
+            error_codes=text_signals.error_codes(item.text),
+            confidence=float(confidence),
+            reason=f"nearest labelled history says {label} ({confidence:.0%})",
+            triager=self.name,
+            model=self._model.kind if self._model else "local",
+        )
+        return Triaged(result)
+
+
+def similar_examples(pool: asyncpg.Pool, embedder: Embedder):  # -> SimilarExamples
+    """Few-shot context for Claude: the labelled examples nearest to a text (HNSW in pgvector)."""
+    from pipelines.triagers import LabelledExample
+
+    async def similar(text: str, k: int) -> list[LabelledExample]:
+        vectors, _ = await embedder.embed([text])
+        async with pool.acquire() as conn:
+            rows = await examples_db.nearest(conn, vectors[0], k)
+        return [LabelledExample(text=t, label=label_of(c, s)) for c, s, _, t in rows]
+
+    return similar
