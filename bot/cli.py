@@ -13,7 +13,7 @@ from rich.table import Table
 from bot.cli_common import UsageError, command, out, settings_from_env
 from bot.cli_intake import cases_app, intake_app
 from bot.cli_triage import eval_app, triage_app
-from bot.database import connect, migrate_database, resolve_dsn
+from bot.database import connect, migrate_database, open_pool, resolve_dsn
 from bot.health import Check, run_checks
 from bot.process import ALL_ROLES, parse_roles
 from bot.process import run as run_process
@@ -51,15 +51,16 @@ async def run_cmd(
 @app.command()
 @command
 async def demo() -> int:
-    """Start the embedded database, migrate it, and show what is configured."""
-    settings = settings_from_env()
-    dsn = await resolve_dsn(settings)
-    applied = await migrate_database(dsn)
+    """The product offline on the embedded defaults: history, a sample inbox, triage, health."""
+    from bot.demo import run_demo
+
+    settings = settings_from_env(quiet=True)
     out.print(f"[bold]CX-Catalyst demo[/] — data in {settings.cx_data_dir.resolve()}")
-    out.print(f"Migrations applied now: {len(applied)}")
+    async with open_pool(settings) as pool:
+        await run_demo(settings, pool, out)
     checks = await run_checks(settings)
     out.print(_checks_table(checks))
-    out.print("Next: [bold]cx run[/] starts the web server, workers and scheduler.")
+    out.print("Next: [bold]cx run[/] serves webhooks, runs the workers and the scheduler.")
     return 0 if _all_ok(checks) else 1
 
 

@@ -66,7 +66,9 @@ def command(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..
     return wrapper
 
 
-def settings_from_env() -> Settings:
+def settings_from_env(*, quiet: bool = False) -> Settings:
+    """The settings, and logging set up from them; `quiet` keeps info logs out of a report."""
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging("warning" if quiet and settings.log_level in ("debug", "info") else settings.log_level,
+                      settings.log_format)
     return settings

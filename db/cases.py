@@ -100,3 +100,22 @@ async def allowed_transitions(conn: asyncpg.Connection) -> dict[CaseStatus, set[
     for row in await conn.fetch("SELECT from_status, to_status FROM case_status_transitions"):
         allowed.setdefault(CaseStatus(row["from_status"]), set()).add(CaseStatus(row["to_status"]))
     return allowed
+
+
+_LIST = """
+SELECT c.case_id, c.short_id, c.status, c.subject, c.category, c.subcategory, c.priority,
+       c.confidence_score, c.metadata->>'route' AS route, c.metadata->>'route_reason' AS route_reason,
+       cu.email AS customer_email
+FROM cases c JOIN customers cu USING (customer_id)
+ORDER BY c.short_id
+LIMIT $1
+"""
+
+
+async def list_cases(conn: asyncpg.Connection, limit: int = 50) -> list[asyncpg.Record]:
+    return await conn.fetch(_LIST, limit)
+
+
+async def ids_in_status(conn: asyncpg.Connection, status: CaseStatus, limit: int = 1000) -> list[UUID]:
+    rows = await conn.fetch("SELECT case_id FROM cases WHERE status = $1 ORDER BY short_id LIMIT $2", status.value, limit)
+    return [r["case_id"] for r in rows]

@@ -91,8 +91,17 @@ async def train_local(pool: asyncpg.Pool, embedder: Embedder | None) -> TrainRep
 class LocalTriager:
     name = "local"
 
-    def __init__(self, pool: asyncpg.Pool, taxonomy: Taxonomy | None, embedder: Embedder | None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        taxonomy: Taxonomy | None,
+        embedder: Embedder | None,
+        *,
+        languages: frozenset[str] = frozenset({"en"}),
+        foreign_language_cap: float = 0.5,
+    ) -> None:
         self._pool, self._taxonomy, self._embedder = pool, taxonomy, embedder
+        self.languages, self.foreign_language_cap = languages, foreign_language_cap
         self._model: LocalModel | None = None
         self._model_id: object = None
         self._seen_until: object = None
@@ -139,6 +148,12 @@ class LocalTriager:
 
     async def triage(self, item: TriageInput) -> Triaged:
         [label], [confidence] = await self.classify([item.text])
+        language = text_signals.detect_language(item.text)
+        reason = f"nearest labelled history says {label} ({confidence:.0%})"
+        if language not in self.languages:
+            # The history is in other languages: the model's confidence means nothing here.
+            confidence = min(float(confidence), self.foreign_language_cap)
+            reason += f"; the message is in {language!r}, the history is not, so a person checks it"
         if self._taxonomy is None:
             category, subcategory, default = label, None, "medium"
         else:
@@ -152,11 +167,11 @@ class LocalTriager:
             subcategory=subcategory,
             priority=text_signals.priority(default, item.severity, item.text),
             sentiment=text_signals.sentiment(item.text),
-            language=text_signals.detect_language(item.text),
+            language=language,
             summary=text_signals.summary(item.subject, item.body),
             error_codes=text_signals.error_codes(item.text),
             confidence=float(confidence),
-            reason=f"nearest labelled history says {label} ({confidence:.0%})",
+            reason=reason,
             triager=self.name,
             model=self._model.kind if self._model else "local",
         )

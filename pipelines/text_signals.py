@@ -31,7 +31,8 @@ _POSITIVE = {"thanks", "thank", "great", "love", "appreciate", "excellent", "awe
 _ERROR_CODE = re.compile(r"\b(?:[A-Z]{1,5}[-_]?\d{2,6}|(?:error|code|err)\s*#?\s*(\d{3,6}))\b", re.I)
 _URGENT = re.compile(
     r"\b(urgent|asap|immediately|emergency|stolen|fraud|hacked|unauthori[sz]ed|compromised|"
-    r"can'?t access|locked out|data loss|outage|down for everyone)\b",
+    r"can'?t access|locked out|data loss|outage|down for everyone|"
+    r"gestohlen|dringend|sofort|vol[ée]e?|urgente?|robad[ao]|rubata?)\b",
     re.I,
 )
 

@@ -82,11 +82,21 @@ def test_migrate_twice_through_the_cli(tmp_path):
     assert "job_queue" in listed.stdout and "pending" not in listed.stdout
 
 
-def test_demo_starts_migrates_and_reports_health(tmp_path):
-    result = cx("demo", env=cx_env(CX_DATA_DIR=str(tmp_path)))
+def test_demo_triages_the_sample_inbox_offline_and_reports_health(tmp_path):
+    env = cx_env(CX_DATA_DIR=str(tmp_path), EMBEDDINGS="none")
+    result = cx("demo", env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "database" in result.stdout and "pgvector" in result.stdout
     assert "PostgreSQL 18" in result.stdout
+    assert "Inbox: appended 1, created 9, skipped 2" in result.stdout
+    assert result.stdout.count("CX-10") == 9
+    rows = {line.split("│")[3].strip(): line for line in result.stdout.splitlines() if "│ CX-10" in line}
+    assert "card_delivery / card_arrival" in rows["New card still hasn't arrived"]
+    # German: the English history cannot vouch for it, so a person takes it.
+    assert "human_owned" in rows["Karte gestohlen – bitte sofort sperren"]
+    again = cx("demo", env=env, timeout=300)
+    assert again.returncode == 0 and "Inbox: duplicate 10, skipped 2" in again.stdout
+    assert "Training" not in again.stdout, "nothing new to learn, no retraining"
 
 
 async def _insert_customer(url: str, email: str) -> str:

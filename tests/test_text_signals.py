@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pipelines import text_signals as ts
+
+
+def test_languages_of_the_sample_inbox():
+    assert ts.detect_language("My card has not arrived and I need it for my trip") == "en"
+    assert ts.detect_language("Mir wurde heute meine Karte gestohlen, bitte sperren Sie die Karte") == "de"
+    assert ts.detect_language("Bonjour, le distributeur ne m'a pas donné le bon montant pour ma carte") == "fr"
+    assert ts.detect_language("") == "en"
+
+
+def test_sentiment_needs_more_than_one_cross_word():
+    assert ts.sentiment("This is ridiculous. Third time I write, still nothing!! Unacceptable.") == "negative"
+    assert ts.sentiment("My card is still not here.") == "neutral"
+    assert ts.sentiment("Thanks, that was very helpful") == "positive"
+
+
+def test_error_codes_are_found_and_years_are_not():
+    assert ts.error_codes("The app shows error E-4012, and before that code 502, in 2026.") == ["E-4012", "502"]
+    assert ts.error_codes("I paid 250 GBP on 12 November") == []
+
+
+def test_priority_is_raised_never_lowered():
+    assert ts.priority("low", None, "what is the exchange rate") == "low"
+    assert ts.priority("low", "high", "question") == "high"
+    assert ts.priority("medium", None, "my card was stolen") == "high"
+    assert ts.priority("medium", None, "Karte gestohlen") == "high"
+    assert ts.priority("high", "low", "whatever") == "high"
+
+
+def test_summary_is_one_bounded_line():
+    assert ts.summary("Card not arrived", "long body") == "Card not arrived"
+    assert ts.summary(None, "First sentence here. Second one.") == "First sentence here."
+    long = ts.summary(None, "word " * 100)
+    assert len(long) <= 200 and long.endswith("…")
