@@ -56,6 +56,11 @@ class LocalEmbedder:
         self._lock = threading.Lock()
         self.dimensions = 0
 
+    @property
+    def tunable_path(self) -> str:
+        """A Hugging Face model directory the local triager can fine-tune from."""
+        return self._path
+
     def _load(self) -> Any:
         with self._lock:
             if self._encoder is None:

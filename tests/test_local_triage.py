@@ -1,0 +1,88 @@
+"""The local triager: training from the database, calibrated confidence, and learning a
+correction at once (kNN) without retraining. Embeddings come from the real OpenAI SDK against
+the fake embeddings API."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from openai import AsyncOpenAI
+
+from db import examples as examples_db
+from db.pool import transaction
+from pipelines.adapters.openai_embedder import OpenAIEmbedder
+from pipelines.local_model import train
+from pipelines.local_triage import LocalTriager, NoLocalModel, train_local
+from pipelines.taxonomy import load_taxonomy
+from tests.fakes.openai import FakeOpenAI
+from tests.test_pipeline_e2e import HISTORY
+
+ROOT = Path(__file__).resolve().parent.parent
+TAXONOMY = load_taxonomy(ROOT / "prompts" / "taxonomy-banking.yaml")
+CATEGORY = {"card_arrival": "card_delivery", "lost_or_stolen_card": "security", "exchange_rate": "exchange"}
+
+
+async def add_history(pool, rows, source="import"):
+    async with transaction(pool) as conn:
+        return await examples_db.add_examples(
+            conn, [(text, CATEGORY[label], label, None) for text, label in rows], source=source)
+
+
+async def test_a_correction_is_learned_at_once_without_retraining(pool):
+    await add_history(pool, [(t, label) for label, texts in HISTORY.items() for t in texts])
+    async with FakeOpenAI() as fake:
+        embedder = OpenAIEmbedder(AsyncOpenAI(api_key="k", base_url=fake.url + "/v1"))
+        report = await train_local(pool, embedder)
+        assert report.embedded_now == 18 and report.kind == "tfidf-svm+frozen-knn"
+        triager = LocalTriager(pool, TAXONOMY, embedder)
+        odd = "please freeze everything right now"
+        [before], _ = await triager.classify([odd])
+
+        wanted = next(label for label in HISTORY if label != before)
+        await add_history(pool, [(odd, wanted)], source="correction")
+        [after], [confidence] = await triager.classify([odd])
+        assert after == wanted, "the correction counts before any retrain"
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM triage_models") == 1
+
+        other = OpenAIEmbedder(AsyncOpenAI(api_key="k", base_url=fake.url + "/v1"), "text-embedding-3-large")
+        with pytest.raises(NoLocalModel, match="trained with embeddings from text-embedding-3-small"):
+            await LocalTriager(pool, TAXONOMY, other).classify([odd])
+
+
+async def test_no_model_yet_is_a_clear_error(pool):
+    with pytest.raises(NoLocalModel, match="cx cases import"):
+        await LocalTriager(pool, TAXONOMY, None).classify(["hello"])
+
+
+def sample_history():
+    rows = list(csv.DictReader(open(ROOT / "samples" / "history" / "banking77-sample.csv", newline="")))
+    random.Random(3).shuffle(rows)
+    return rows
+
+
+def test_text_only_model_is_calibrated_on_held_out_data():
+    rows = sample_history()
+    cut = int(len(rows) * 0.8)
+    train_rows, test_rows = rows[:cut], rows[cut:]
+    model = train([r["text"] for r in train_rows], [r["category"] for r in train_rows])
+    probs = model.predict([r["text"] for r in test_rows])
+    predicted = [model.labels[i] for i in probs.argmax(1)]
+    correct = np.array([p == r["category"] for p, r in zip(predicted, test_rows)])
+    confidence = probs.max(1)
+    # 12 examples per intent is little; the point is that confidence tracks accuracy.
+    assert correct.mean() > 0.6
+    assert abs(confidence.mean() - correct.mean()) < 0.1, (confidence.mean(), correct.mean())
+    assert model.kind == "tfidf-svm" and model.temperature != 1.0
+
+
+def test_a_model_survives_pickling_and_predicts_the_same():
+    rows = sample_history()[:300]
+    model = train([r["text"] for r in rows], [r["category"] for r in rows], folds=2)
+    again = type(model).loads(model.dumps())
+    texts = [r["text"] for r in rows[:20]]
+    assert np.allclose(model.predict(texts), again.predict(texts))
