@@ -35,6 +35,14 @@ WITH customer AS (
 ), first_interaction AS (
     INSERT INTO case_interactions (case_id, actor_type, actor_id, interaction_type, message, external_message_id)
     SELECT case_id, 'customer', $1, $14, $5, $11 FROM new_case
+), triage_job AS (
+    -- The case's first job, in the same statement: one round trip and no explicit transaction
+    -- on the intake hot path. This is pgqueuer's own enqueue (its table is db/migrations/0003,
+    -- pinned with the library; tests/test_migrations.py checks they agree).
+    INSERT INTO pgqueuer (priority, status, entrypoint, payload, dedupe_key)
+    SELECT 0, 'queued', $15, convert_to(json_build_object('case_id', case_id)::text, 'UTF8'), 'triage:' || case_id
+    FROM new_case
+    WHERE $15::text IS NOT NULL
 )
 SELECT case_id, short_id, status FROM new_case
 """
@@ -64,8 +72,10 @@ async def create_case(
     email_message_id: str | None = None,
     gmail_thread_id: str | None = None,
     metadata: dict[str, Any] | None = None,
+    triage_entrypoint: str | None = None,
 ) -> StoredCase:
-    """Store a new case (status `new`), or return the one already stored under the same key."""
+    """Store a new case (status `new`) with its first triage job when `triage_entrypoint` is
+    given, or return the one already stored under the same key. Atomic on its own."""
     row = await conn.fetchrow(
         _CREATE,
         customer_email.lower(),
@@ -82,6 +92,7 @@ async def create_case(
         gmail_thread_id,
         json.dumps(metadata or {}),
         interaction_type,
+        triage_entrypoint,
     )
     if row is not None:
         return StoredCase(row["case_id"], row["short_id"], row["status"], created=True)

@@ -13,10 +13,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await register_vector(conn)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset on release (UNLISTEN, RESET ALL, advisory unlock: a round trip on every
+    checkout). Pooled connections never carry session state here: LISTEN and advisory locks live
+    on connections of their own (the worker's, the migrator's), which are closed, not released."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """Open a pool; the schema must already be migrated (the vector type must exist)."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
     )
     assert pool is not None
     return pool

@@ -16,7 +16,6 @@ from db import jobs
 from db.cases import ActorType, CaseStatus, transition
 from db.pool import transaction
 from pipelines.email_parse import ParsedEmail, Skipped, parse_email
-from pipelines.intake import triage_job
 from pipelines.jobs import JobName
 from pipelines.models import Intake, IntakeOutcome
 
@@ -77,10 +76,8 @@ async def intake_email(
             email_message_id=message_id,
             gmail_thread_id=source.gmail_thread_id,
             metadata=metadata | ({"previous_case": str(thread.case_id)} if thread else {}),
+            triage_entrypoint=JobName.TRIAGE,
         )
-        if stored.created:
-            name, payload, dedupe = triage_job(stored.case_id)
-            await jobs.enqueue(conn, name, payload, dedupe_key=dedupe)
     return Intake(
         outcome=IntakeOutcome.CREATED if stored.created else IntakeOutcome.DUPLICATE,
         case_id=stored.case_id,

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from uuid import UUID
-
 import asyncpg
 
 from db import intake as intake_db
-from db import jobs
-from db.pool import transaction
 from pipelines.jobs import JobName
 from pipelines.models import Intake, IntakeOutcome, IntakeRequest
-
-
-def triage_job(case_id: UUID) -> tuple[str, bytes, str]:
-    return JobName.TRIAGE, json.dumps({"case_id": str(case_id)}).encode(), f"triage:{case_id}"
 
 
 async def intake_webhook(pool: asyncpg.Pool, request: IntakeRequest, *, replay_key: str) -> Intake:
@@ -24,7 +15,7 @@ async def intake_webhook(pool: asyncpg.Pool, request: IntakeRequest, *, replay_k
     metadata = dict(request.metadata)
     if request.callback_url is not None:
         metadata["callback_url"] = str(request.callback_url)
-    async with transaction(pool) as conn:
+    async with pool.acquire() as conn:
         stored = await intake_db.create_case(
             conn,
             customer_email=str(request.customer_email),
@@ -39,10 +30,8 @@ async def intake_webhook(pool: asyncpg.Pool, request: IntakeRequest, *, replay_k
             environment=request.environment,
             external_id=request.external_id or replay_key,
             metadata=metadata,
+            triage_entrypoint=JobName.TRIAGE,
         )
-        if stored.created:
-            name, payload, dedupe = triage_job(stored.case_id)
-            await jobs.enqueue(conn, name, payload, dedupe_key=dedupe)
     return Intake(
         outcome=IntakeOutcome.CREATED if stored.created else IntakeOutcome.DUPLICATE,
         case_id=stored.case_id,

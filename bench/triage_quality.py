@@ -1,0 +1,96 @@
+"""Local triage quality by k-fold cross-validation, through the real `cx eval triage` command.
+
+    python bench/triage_quality.py [--data ../shared/data/banking77/train.csv] [--folds 5]
+                                   [--embeddings local|none] [--json]
+
+Splits the labelled file into stratified folds, runs `cx eval triage --train … --test … --json`
+on each (a scratch database per fold), and reports each fold and the mean of every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ("accuracy", "macro_f1", "coverage_at_p98", "coverage_at_high", "precision_at_high", "train_seconds",
+           "single_case_ms")
+
+
+def stratified_folds(rows: list[dict[str, str]], k: int, seed: int) -> list[list[int]]:
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_label[row["category"]].append(i)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    rng = random.Random(seed)
+    offset = 0
+    for label in sorted(by_label):
+        members = by_label[label]
+        rng.shuffle(members)
+        for j, i in enumerate(members):
+            folds[(j + offset) % k].append(i)
+        offset += len(members)
+    return folds
+
+
+def write(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "category"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "category": r["category"]} for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "banking77" / "train.csv")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embeddings", default="local")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    rows = list(csv.DictReader(args.data.open(newline="")))
+    folds = stratified_folds(rows, args.folds, args.seed)
+    work = Path(tempfile.mkdtemp(prefix="cx-eval-"))
+    env = {**os.environ, "LOG_LEVEL": "warning"}
+    env.setdefault("CX_DATA_DIR", str(work / "data"))
+    results = []
+    for n, test_idx in enumerate(folds):
+        held = set(test_idx)
+        write(work / "train.csv", [r for i, r in enumerate(rows) if i not in held])
+        write(work / "test.csv", [rows[i] for i in test_idx])
+        done = subprocess.run(
+            [sys.executable, "-c", "from bot.cli import main; main()", "eval", "triage",
+             "--train", str(work / "train.csv"), "--test", str(work / "test.csv"),
+             "--embeddings", args.embeddings, "--json"],
+            cwd=ROOT, env=env, capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"fold {n}: cx eval triage failed:\n{done.stderr}")
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        results.append(figures)
+        if not args.json:
+            print(f"fold {n}: " + " ".join(f"{k}={figures[k]:.4f}" for k in FIGURES), flush=True)
+    summary = {
+        "data": str(args.data),
+        "folds": args.folds,
+        "embeddings": args.embeddings,
+        "model": results[0]["model"],
+        **{f"mean_{k}": round(statistics.mean(r[k] for r in results), 4) for k in FIGURES},
+        **{f"min_{k}": round(min(r[k] for r in results), 4) for k in ("accuracy", "coverage_at_p98")},
+        "median_single_case_ms": round(statistics.median(r["single_case_ms"] for r in results), 2),
+    }
+    print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
