@@ -78,3 +78,33 @@ async def test_intake_post_names_the_line_of_bad_json(tmp_path):
     result = cx("intake", "post", str(body), env=cx_env(WEBHOOK_SECRET="s"))
     assert result.returncode == 2
     assert f"{body}:3" in result.stderr
+
+
+async def test_intake_post_signs_and_sends_a_request(pool, make_settings, tmp_path):
+    import asyncio
+
+    from aiohttp.test_utils import TestServer
+
+    from bot.deps import Deps
+    from bot.http import RuntimeStatus
+    from bot.metrics import Metrics
+    from bot.web import build_web_app
+    from tests.cli_runner import CX
+
+    server = TestServer(build_web_app(Deps(make_settings(), pool, Metrics()), RuntimeStatus(roles=["web"])))
+    await server.start_server()
+    body = tmp_path / "request.json"
+    body.write_text('{"customer_email": "web@example.com", "description": "Form request", "external_id": "f-9"}')
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *CX, "intake", "post", str(body), "--url", str(server.make_url("/webhooks/intake")),
+            env=cx_env(WEBHOOK_SECRET="test-webhook-secret"), cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+    finally:
+        await server.close()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().startswith("202")
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT external_id FROM cases") == "f-9"

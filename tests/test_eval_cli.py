@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+from tests.cli_runner import ROOT, cx, cx_env
+
+
+def test_eval_triage_reports_every_figure_as_json(tmp_path, dsn):
+    rows = list(csv.DictReader(open(ROOT / "samples" / "history" / "banking77-sample.csv", newline="")))
+    random.Random(5).shuffle(rows)
+    for name, part in (("train.csv", rows[:700]), ("test.csv", rows[700:])):
+        with open(tmp_path / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["text", "category"])
+            writer.writeheader()
+            writer.writerows(part)
+    result = cx("eval", "triage", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                "--embeddings", "none", "--json", env=cx_env(DATABASE_URL=dsn), timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    for key in ("accuracy", "macro_f1", "coverage_at_p98", "coverage_at_high", "precision_at_high", "n_test"):
+        assert key in figures
+    assert figures["n_test"] == len(rows) - 700
+    assert figures["accuracy"] > 0.6
+    assert figures["model"] == "tfidf-svm"
+
+
+def test_eval_triage_names_a_bad_file(tmp_path, dsn):
+    (tmp_path / "train.csv").write_text("text,label\nhello,x\n")
+    result = cx("eval", "triage", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "train.csv"),
+                env=cx_env(DATABASE_URL=dsn))
+    assert result.returncode == 2
+    assert "train.csv:1: the header lacks category" in result.stderr
