@@ -10,14 +10,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bot.ai import build_embedder
 from bot.cli_common import UsageError, command, out, settings_from_env
 from bot.database import open_pool, scratch_pool
 from db import examples as examples_db
 from db.pool import transaction
-from pipelines.evaluation import evaluate
 from pipelines.history_import import HistoryFileError, read_history
-from pipelines.local_triage import LocalTriager, NoLocalModel, train_local
 
 triage_app = typer.Typer(help="The local triager.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure quality.", no_args_is_help=True)
@@ -28,6 +25,8 @@ EmbeddingsOption = Annotated[
 
 
 def _embedder(settings, mode: str | None):  # noqa: ANN001, ANN202
+    from bot.ai import build_embedder  # scikit-learn and friends load only for these commands
+
     if mode not in (None, "auto", "local", "openai", "none"):
         raise UsageError(f"--embeddings must be local, openai or none, not {mode!r}")
     try:
@@ -40,6 +39,8 @@ def _embedder(settings, mode: str | None):  # noqa: ANN001, ANN202
 @command
 async def triage_train(embeddings: EmbeddingsOption = None) -> None:
     """Train the local triager on every labelled example in the database."""
+    from pipelines.local_triage import NoLocalModel, train_local
+
     settings = settings_from_env()
     embedder = _embedder(settings, embeddings)
     async with open_pool(settings) as pool:
@@ -60,6 +61,9 @@ async def eval_triage(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Train the local triager on TRAIN in a scratch database and measure it on TEST."""
+    from pipelines.evaluation import evaluate
+    from pipelines.local_triage import LocalTriager, train_local
+
     settings = settings_from_env()
     try:
         train_rows = read_history(train_path, None)
