@@ -48,5 +48,5 @@ def test_every_setting_is_documented_in_the_readme():
 def test_readme_opens_with_the_two_commands_ci_runs():
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.+?)\n```", readme)
-    assert blocks[:2] == ["pip install -e . && cx demo", "pip install -e '.[dev]' && pytest"]
+    assert blocks[:2] == ["pip install -e . && cx demo", "pip install -e '.[dev,local]' && pytest"]
     assert blocks[1] in (ROOT / ".ci" / "run").read_text()

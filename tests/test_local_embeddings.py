@@ -1,0 +1,41 @@
+"""The `local` extra for real: the shipped MiniLM weights, and the full local recipe (fine-tuned
+encoder included) trained on a small history."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from db import examples as examples_db
+from db.pool import transaction
+from pipelines.adapters.local_embedder import LocalEmbedder
+from pipelines.local_model import LocalModel
+from pipelines.local_triage import LocalTriager, train_local
+from tests.test_local_triage import CATEGORY, TAXONOMY
+from tests.test_pipeline_e2e import HISTORY
+
+
+async def test_the_shipped_minilm_embeds_offline():
+    embedder = LocalEmbedder("all-MiniLM-L6-v2")
+    vectors, usage = await embedder.embed(["my card has not arrived", "my new card is not here yet", "what is the FX rate"])
+    assert vectors.shape == (3, 384) and embedder.dimensions == 384 and usage is None
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+async def test_the_full_local_recipe_trains_and_classifies(pool):
+    async with transaction(pool) as conn:
+        await examples_db.add_examples(
+            conn, [(t, CATEGORY[label], label, None) for label, texts in HISTORY.items() for t in texts],
+            source="import")
+    embedder = LocalEmbedder("all-MiniLM-L6-v2")
+    report = await train_local(pool, embedder)
+    assert report.kind == "tfidf-svm+frozen-knn+tuned-minilm"
+    triager = LocalTriager(pool, TAXONOMY, embedder)
+    labels, confidence = await triager.classify(["somebody stole my card on the train", "my card never arrived"])
+    assert labels == ["lost_or_stolen_card", "card_arrival"]
+    assert all(0 < c <= 1 for c in confidence)
+    async with pool.acquire() as conn:
+        payload = await conn.fetchval("SELECT payload FROM triage_models")
+    again = LocalModel.loads(payload)
+    vectors, _ = await embedder.embed(["my card never arrived"])
+    assert again.labels[int(again.predict(["my card never arrived"], vectors).argmax())] == "card_arrival"
