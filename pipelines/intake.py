@@ -32,6 +32,11 @@ async def intake_webhook(pool: asyncpg.Pool, request: IntakeRequest, *, replay_k
             metadata=metadata,
             triage_entrypoint=JobName.TRIAGE,
         )
+    return stored_outcome(stored)
+
+
+def stored_outcome(stored: intake_db.StoredCase) -> Intake:
+    """What intake reports for a case it stored, or found stored under the same key."""
     return Intake(
         outcome=IntakeOutcome.CREATED if stored.created else IntakeOutcome.DUPLICATE,
         case_id=stored.case_id,
