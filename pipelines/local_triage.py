@@ -108,9 +108,14 @@ class LocalTriager:
         *,
         languages: frozenset[str] = frozenset({"en"}),
         foreign_language_cap: float = 0.5,
+        refresh_seconds: float = 1.0,
     ) -> None:
         self._pool, self._taxonomy, self._embedder = pool, taxonomy, embedder
         self.languages, self.foreign_language_cap = languages, foreign_language_cap
+        # How stale the model and its memories may be: asking the database before every case
+        # costs two round trips; once a second still learns a correction before a person notices.
+        self._refresh_seconds = refresh_seconds
+        self._checked_at = float("-inf")
         self._model: LocalModel | None = None
         self._model_id: object = None
         self._seen_until: object = None
@@ -118,7 +123,10 @@ class LocalTriager:
 
     async def _current(self) -> LocalModel:
         """The newest stored model, with every example added since it was trained in its memory."""
+        if self._model is not None and time.monotonic() - self._checked_at < self._refresh_seconds:
+            return self._model
         async with self._lock, self._pool.acquire() as conn:
+            self._checked_at = time.monotonic()
             newest = await triage_models.newest_id(conn)
             if newest is None:
                 raise NoLocalModel("no local triage model yet: run `cx cases import` and `cx triage train`")

@@ -38,7 +38,7 @@ async def test_a_correction_is_learned_at_once_without_retraining(pool):
         embedder = OpenAIEmbedder(AsyncOpenAI(api_key="k", base_url=fake.url + "/v1"))
         report = await train_local(pool, embedder)
         assert report.embedded_now == 18 and report.kind == "tfidf-svm+frozen-knn"
-        triager = LocalTriager(pool, TAXONOMY, embedder)
+        triager = LocalTriager(pool, TAXONOMY, embedder, refresh_seconds=0)
         odd = "please freeze everything right now"
         [before], _ = await triager.classify([odd])
 
