@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -177,5 +177,3 @@ class CascadeTriager:
         reason = f"{result.reason} {why}".strip()[:1000]
         return Triaged(result.model_copy(update={"confidence": capped, "reason": reason}), local.usage)
 
-
-Triagers = Literal["local", "claude", "cascade"]
