@@ -8,15 +8,13 @@ the point of it, a sharper encoder than the frozen one for this support desk's o
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from pipelines.mean_pool_encoder import MeanPoolEncoder, mean_pool
 
 
 @dataclass
@@ -46,49 +44,24 @@ class TunedEncoder:
 
     def __init__(self, base_path: str, state: dict[str, np.ndarray], head: np.ndarray, config: TuneConfig) -> None:
         self.base_path, self.state, self.head, self.config = base_path, state, head, config
-        self._module: Any = None
-        self._tokenizer: Any = None
+        self._module: MeanPoolEncoder | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_module": None, "_tokenizer": None}
+        return {**self.__dict__, "_module": None}
 
-    def _load(self) -> tuple[Any, Any]:
+    def _load(self) -> MeanPoolEncoder:
         if self._module is None:
             import torch
             from transformers import AutoModel, AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.base_path)
             module = AutoModel.from_pretrained(self.base_path)
             module.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in self.state.items()},
                                    strict=False)
-            module.eval()
-            self._module = module
-        return self._module, self._tokenizer
+            self._module = MeanPoolEncoder(module, AutoTokenizer.from_pretrained(self.base_path), self.config.max_len)
+        return self._module
 
     def encode(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
-        import torch
-
-        module, tokenizer = self._load()
-        return _encode(module, tokenizer, list(texts), self.config.max_len, batch_size, torch)
-
-
-def _mean_pool(module: Any, batch: Any, torch: Any) -> Any:
-    hidden = module(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)
-
-
-def _encode(module: Any, tokenizer: Any, texts: list[str], max_len: int, batch_size: int, torch: Any) -> np.ndarray:
-    out = np.zeros((len(texts), module.config.hidden_size), np.float32)
-    order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths: little padding
-    with torch.inference_mode():
-        for i in range(0, len(texts), batch_size):
-            ids = order[i : i + batch_size]
-            batch = tokenizer([texts[j] for j in ids], padding=True, truncation=True, max_length=max_len,
-                              return_tensors="pt")
-            out[ids] = _mean_pool(module, batch, torch).float().numpy()
-    return out
+        return self._load().encode(texts, batch_size)
 
 
 def _length_batches(texts: Sequence[str], size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -144,7 +117,7 @@ def fine_tune(base_path: str, texts: Sequence[str], y: np.ndarray, n_labels: int
         batch = tokenizer([texts[j] for j in batch_ids], padding=True, truncation=True, max_length=config.max_len,
                           return_tensors="pt")
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            z = _mean_pool(module, batch, torch)
+            z = mean_pool(module, batch["input_ids"], batch["attention_mask"])
         logits = config.scale * z.float() @ F.normalize(head, dim=-1).T
         loss = F.cross_entropy(logits, targets[batch_ids])
         optimiser.zero_grad(set_to_none=True)
@@ -154,7 +127,7 @@ def fine_tune(base_path: str, texts: Sequence[str], y: np.ndarray, n_labels: int
     module.eval()
     state = {k: v.detach().to(torch.float16).numpy() for k, v in module.state_dict().items()}
     tuned = TunedEncoder(base_path, state, F.normalize(head.detach(), dim=-1).numpy(), config)
-    tuned._module, tuned._tokenizer = module, tokenizer
+    tuned._module = MeanPoolEncoder(module, tokenizer, config.max_len)
     return tuned
 
 

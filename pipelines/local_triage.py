@@ -16,7 +16,7 @@ import structlog
 
 from db import examples as examples_db
 from db import triage_models
-from pipelines import text_signals
+from pipelines import model_thread, text_signals
 from pipelines.finetune import torch_available
 from pipelines.local_model import LocalModel, train
 from pipelines.models import TriageResult
@@ -76,7 +76,7 @@ async def train_local(pool: asyncpg.Pool, embedder: Embedder | None) -> TrainRep
     if embedder is not None:
         vectors = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in rows])
     tune_base = getattr(embedder, "tunable_path", None) if embedder is not None and torch_available() else None
-    model = await asyncio.to_thread(
+    model = await model_thread.run(
         train, texts, labels, vectors, tune_base=tune_base, tuned_temperature=TUNED_TEMPERATURE
     )
     async with pool.acquire() as conn:
@@ -138,7 +138,7 @@ class LocalTriager:
                         f"the stored model was trained with embeddings from {stored.embedding_model}; "
                         "configure the same model or retrain with `cx triage train`"
                     )
-                self._model = await asyncio.to_thread(LocalModel.loads, stored.payload)
+                self._model = await model_thread.run(LocalModel.loads, stored.payload)
                 self._model_id, self._seen_until = newest, stored.examples_until
             fresh = await examples_db.examples_since(conn, self._seen_until)
             assert self._model is not None
@@ -154,7 +154,7 @@ class LocalTriager:
         missing = [f.text for f in fresh if f.embedding is None]
         computed = iter((await self._embedder.embed(missing))[0] if missing else [])
         vectors = np.stack([f.embedding if f.embedding is not None else next(computed) for f in fresh])
-        await asyncio.to_thread(
+        await model_thread.run(
             self._model.remember,
             [f.text for f in fresh],
             [label_of(f.category, f.subcategory) for f in fresh],
@@ -168,7 +168,7 @@ class LocalTriager:
         if model.uses_embeddings:
             assert self._embedder is not None
             vectors, _ = await self._embedder.embed(texts)
-        probs = await asyncio.to_thread(model.predict, texts, vectors)
+        probs = await model_thread.run(model.predict, texts, vectors)
         best = probs.argmax(axis=1)
         return [model.labels[i] for i in best], probs[np.arange(len(texts)), best]
 

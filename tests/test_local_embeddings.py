@@ -39,3 +39,23 @@ async def test_the_full_local_recipe_trains_and_classifies(pool):
     again = LocalModel.loads(payload)
     vectors, _ = await embedder.embed(["my card never arrived"])
     assert again.labels[int(again.predict(["my card never arrived"], vectors).argmax())] == "card_arrival"
+
+
+async def test_the_single_text_fast_path_gives_the_batch_vectors():
+    """One text goes through the TorchScript trace, a batch runs eagerly with padding: the same
+    vectors either way, and the same as sentence-transformers' own encode."""
+    from pipelines.mean_pool_encoder import MeanPoolEncoder
+
+    embedder = LocalEmbedder("all-MiniLM-L6-v2")
+    texts = ["ok", "why was I charged twice for one card payment at the supermarket yesterday?", "top up failed"]
+    batch, _ = await embedder.embed(texts)
+    singles = np.vstack([(await embedder.embed([t]))[0] for t in texts])
+    import torch
+
+    assert isinstance(embedder._encoder, MeanPoolEncoder)
+    assert isinstance(embedder._encoder._single, torch.jit.ScriptModule)  # the trace, not the eager fallback
+    assert np.abs(batch - singles).max() < 1e-5
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(embedder.tunable_path, device="cpu").encode(texts, normalize_embeddings=True)
+    assert np.abs(batch - reference).max() < 1e-4

