@@ -79,6 +79,15 @@ class Mailbox(Protocol):
 
     async def fetch(self, message_id: str) -> MailboxMessage: ...
 
+    async def send(self, raw: bytes, thread_id: str | None) -> str:
+        """Send an RFC 822 message (in `thread_id` when given); returns the provider's message id."""
+        ...
+
+    async def find_sent(self, rfc822_message_id: str) -> str | None:
+        """The provider id of an already sent message with this Message-ID header, if any: how a
+        retried send job notices that a worker died after sending and before recording it."""
+        ...
+
 
 class Embedder(Protocol):
     """Text to unit vectors. One model per deployment; `model` and `dimensions` name it."""
@@ -89,4 +98,26 @@ class Embedder(Protocol):
 
     async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage | None]:
         """One L2-normalised row per text, and the call's usage when the provider bills it."""
+        ...
+
+
+class PageRef(BaseModel):
+    """A knowledge-base page as listed by its source, without its body."""
+
+    id: str
+    title: str
+    version: int
+    url: str | None = None
+    labels: list[str] = []
+
+
+class KnowledgeSource(Protocol):
+    """A wiki the knowledge base syncs from (Confluence Cloud)."""
+
+    async def list_pages(self, space_key: str) -> list[PageRef]:
+        """Every current page of the space, all pages of results followed."""
+        ...
+
+    async def page_html(self, page_id: str) -> str:
+        """The page body in the source's storage format (XHTML)."""
         ...
