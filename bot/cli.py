@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bot.cli_common import UsageError, command, out, settings_from_env
 from bot.cli_intake import cases_app, intake_app
+from bot.cli_kb import kb_app
 from bot.cli_triage import eval_app, triage_app
 from bot.database import connect, migrate_database, open_pool, resolve_dsn
 from bot.health import Check, run_checks
@@ -34,6 +35,7 @@ app.add_typer(intake_app, name="intake")
 app.add_typer(cases_app, name="cases")
 app.add_typer(triage_app, name="triage")
 app.add_typer(eval_app, name="eval")
+app.add_typer(kb_app, name="kb")
 
 @app.command("run")
 @command

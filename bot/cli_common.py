@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import Callable, Coroutine
 from functools import wraps
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,7 +15,9 @@ from bot.database import DatabaseUnavailable
 from bot.logs import configure_logging
 from bot.process import UnknownRole
 from bot.settings import Settings, SettingsError, load_settings
+from db.embedding_space import EmbeddingSpaceMismatch
 from db.migrate import MigrationError
+from pipelines.ports import Embedder
 from pipelines.taxonomy import TaxonomyError
 
 EXIT_USAGE = 2
@@ -28,7 +30,8 @@ class UsageError(Exception):
     """Bad input from the user: printed as is, exit code 2."""
 
 
-_KNOWN_FAILURES = (SettingsError, DatabaseUnavailable, MigrationError, UnknownRole, UsageError, TaxonomyError)
+_KNOWN_FAILURES = (SettingsError, DatabaseUnavailable, MigrationError, UnknownRole, UsageError, TaxonomyError,
+                   EmbeddingSpaceMismatch)
 
 
 def _run(coro: Coroutine[Any, Any, int | None]) -> int | None:
@@ -72,3 +75,20 @@ def settings_from_env(*, quiet: bool = False) -> Settings:
     configure_logging("warning" if quiet and settings.log_level in ("debug", "info") else settings.log_level,
                       settings.log_format)
     return settings
+
+
+EmbeddingsOption = Annotated[
+    str | None, typer.Option("--embeddings", help="local, openai or none (default: the EMBEDDINGS setting)")
+]
+
+
+def build_embedder_or_exit(settings: Settings, mode: str | None) -> Embedder | None:
+    """The embedder asked for on the command line, or a usage error naming what is missing."""
+    from bot.ai import build_embedder  # sentence-transformers and friends load only when asked
+
+    if mode not in (None, "auto", "local", "openai", "none"):
+        raise UsageError(f"--embeddings must be local, openai or none, not {mode!r}")
+    try:
+        return build_embedder(settings, mode)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

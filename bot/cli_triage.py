@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bot.cli_common import UsageError, command, out, settings_from_env
+from bot.cli_common import EmbeddingsOption, UsageError, build_embedder_or_exit, command, out, settings_from_env
 from bot.database import open_pool, scratch_pool
 from db import examples as examples_db
 from db.pool import transaction
@@ -19,22 +19,6 @@ from pipelines.history_import import HistoryFileError, read_history
 triage_app = typer.Typer(help="The local triager.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure quality.", no_args_is_help=True)
 
-EmbeddingsOption = Annotated[
-    str | None, typer.Option("--embeddings", help="local, openai or none (default: the EMBEDDINGS setting)")
-]
-
-
-def _embedder(settings, mode: str | None):  # noqa: ANN001, ANN202
-    from bot.ai import build_embedder  # scikit-learn and friends load only for these commands
-
-    if mode not in (None, "auto", "local", "openai", "none"):
-        raise UsageError(f"--embeddings must be local, openai or none, not {mode!r}")
-    try:
-        return build_embedder(settings, mode)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
 @triage_app.command("train")
 @command
 async def triage_train(embeddings: EmbeddingsOption = None) -> None:
@@ -42,7 +26,7 @@ async def triage_train(embeddings: EmbeddingsOption = None) -> None:
     from pipelines.local_triage import NoLocalModel, train_local
 
     settings = settings_from_env()
-    embedder = _embedder(settings, embeddings)
+    embedder = build_embedder_or_exit(settings, embeddings)
     async with open_pool(settings) as pool:
         try:
             report = await train_local(pool, embedder)
@@ -70,7 +54,7 @@ async def eval_triage(
         test_rows = read_history(test_path, None)
     except HistoryFileError as exc:
         raise UsageError(str(exc)) from None
-    embedder = _embedder(settings, embeddings)
+    embedder = build_embedder_or_exit(settings, embeddings)
     async with scratch_pool(settings) as pool:
         async with transaction(pool) as conn:
             await examples_db.add_examples(conn, [(r.text, r.category, None, None) for r in train_rows], source="import")

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     jira_api_token: SecretStr | None = None
     jira_project_key: str = "SUP"
     confluence_url: str | None = None
+    confluence_email: str | None = None
+    confluence_api_token: SecretStr | None = None
     confluence_space_key: str = "PKB"
 
     # Intake and routing.

@@ -392,7 +392,8 @@ async def test_kb_chunks_hold_both_dimensions_and_full_text(pool: asyncpg.Pool) 
             (3, None, "Not embedded yet.", None),
         ]
         await conn.executemany(
-            "INSERT INTO kb_chunks (article_id, ordinal, heading, content, embedding) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO kb_chunks (article_id, ordinal, heading, content, embedding, content_hash) "
+            "VALUES ($1, $2, $3, $4, $5, md5($4))",
             [(article_id, *chunk) for chunk in chunks],
         )
         dims = await conn.fetch("SELECT ordinal, vector_dims(embedding) AS dims FROM kb_chunks ORDER BY ordinal")
@@ -416,7 +417,7 @@ async def test_kb_chunks_hold_both_dimensions_and_full_text(pool: asyncpg.Pool) 
 
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute(
-                "INSERT INTO kb_chunks (article_id, ordinal, content) VALUES ($1, 0, 'again')", article_id
+                "INSERT INTO kb_chunks (article_id, ordinal, content, content_hash) VALUES ($1, 0, 'again', '')", article_id
             )
         await conn.execute("DELETE FROM kb_articles WHERE article_id = $1", article_id)
         assert await conn.fetchval("SELECT count(*) FROM kb_chunks") == 0

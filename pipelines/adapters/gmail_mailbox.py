@@ -15,6 +15,42 @@ from pipelines.ports import HistoryExpired, MailboxMessage
 PAGE = 500
 
 
+class AnswerLost(ConnectionError):
+    """The request was sent but the connection closed before any answer: it may or may not have taken effect."""
+
+
+class _OneRequest:
+    """An http.client connection that sends at most one request. httplib2 silently sends a request again when the
+    first answer fails to arrive (it takes that for a stale keep-alive socket), POSTs included; for a send that
+    would mail the customer twice."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._sent = False
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if self._sent:
+            raise AnswerLost("the connection closed before Gmail answered; not sending again")
+        self._sent = True
+        return self._conn.request(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def _send_at_most_once(http: Any) -> None:
+    """Stop httplib2's own resend for requests through `http` (a per-call object: each call builds its service)."""
+    inner = getattr(http, "http", http)  # google_auth_httplib2.AuthorizedHttp wraps the httplib2.Http
+    conn_request = getattr(inner, "_conn_request", None)
+    if conn_request is None:  # httplib2 changed; tests/test_gmail_send.py notices the resend coming back
+        return
+
+    def once(conn: Any, *args: Any) -> Any:
+        return conn_request(_OneRequest(conn), *args)
+
+    inner._conn_request = once
+
+
 class GmailMailbox:
     def __init__(self, service_factory: Callable[[], Any], address: str, label: str = "INBOX") -> None:
         # httplib2 objects are not thread-safe: each call builds its own service in its thread.
@@ -22,10 +58,15 @@ class GmailMailbox:
         self.address = address
         self._label = label
 
-    async def _call(self, make_request: Callable[[Any], Any]) -> Any:
+    async def _call(self, make_request: Callable[[Any], Any], retries: int = 3) -> Any:
+        """retries=0 means the request goes out at most once: no client retry, and no transport resend either."""
+
         def run() -> Any:
             with self._factory() as service:
-                return make_request(service.users()).execute(num_retries=3)
+                request = make_request(service.users())
+                if retries == 0:
+                    _send_at_most_once(request.http)
+                return request.execute(num_retries=retries)
 
         return await asyncio.to_thread(run)
 
@@ -82,3 +123,20 @@ class GmailMailbox:
         message = await self._call(lambda users: users.messages().get(userId="me", id=message_id, format="raw"))
         raw = base64.urlsafe_b64decode(message["raw"] + "=" * (-len(message["raw"]) % 4))
         return MailboxMessage(id=message["id"], thread_id=message.get("threadId"), raw=raw)
+
+    async def send(self, raw: bytes, thread_id: str | None) -> str:
+        body: dict[str, str] = {"raw": base64.urlsafe_b64encode(raw).decode("ascii")}
+        if thread_id is not None:
+            body["threadId"] = thread_id
+        sent = await self._call(lambda users: users.messages().send(userId="me", body=body), retries=0)
+        return str(sent["id"])
+
+    async def find_sent(self, rfc822_message_id: str) -> str | None:
+        bare = rfc822_message_id.strip().removeprefix("<").removesuffix(">").strip()
+        page = await self._call(
+            lambda users: users.messages().list(
+                userId="me", q=f"rfc822msgid:{bare}", includeSpamTrash=False, maxResults=1
+            )
+        )
+        messages = page.get("messages", [])
+        return str(messages[0]["id"]) if messages else None

@@ -59,6 +59,11 @@ def _unb64url(data: str) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
 
+def _bare_message_id(value: str) -> str:
+    """A Message-ID as rfc822msgid: compares it: no angle brackets, case-insensitive."""
+    return value.strip().removeprefix("<").removesuffix(">").strip().lower()
+
+
 @dataclass
 class StoredMessage:
     id: str
@@ -116,11 +121,18 @@ class FakeGmail(FakeServer):
         self._counter = 0
         self._clock = 1_700_000_000_000
         self._script: deque[Status] = deque()
+        # Sends to store and then answer with this code instead of success; None drops the connection unanswered.
+        self._lost_send_answers: deque[int | None] = deque()
 
     # ---- scripting -------------------------------------------------------------------------------------------
 
     def fail_next(self, code: int = 500, times: int = 1, retry_after: float | None = None) -> None:
         self._script.extend([Status(code, retry_after)] * times)
+
+    def fail_after_send_next(self, times: int = 1, code: int | None = 500) -> None:
+        """The next `times` sends are accepted and stored (they count as sent), but the client never learns it:
+        it gets a `code` error instead, or with code=None the connection closes before any answer."""
+        self._lost_send_answers.extend([code] * times)
 
     def add_message(
         self,
@@ -197,14 +209,19 @@ class FakeGmail(FakeServer):
     def _matches(self, stored: StoredMessage, labels: list[str], query: str) -> bool:
         wanted = set(labels)
         words = []
+        message_ids = []
         for term in query.split():
             key, _, value = term.partition(":")
             if key == "is" and value.lower() == "unread":
                 wanted.add("UNREAD")
             elif key in ("in", "label") and value:
                 wanted.add(value.upper())
+            elif key.lower() == "rfc822msgid" and value:
+                message_ids.append(_bare_message_id(value))
             else:
                 words.append(term.lower())
+        if message_ids and _bare_message_id(str(stored.parsed.get("Message-ID", ""))) not in message_ids:
+            return False
         text = stored.raw.decode("utf-8", "replace").lower()
         return wanted.issubset(stored.label_ids) and all(w in text for w in words)
 
@@ -266,6 +283,13 @@ class FakeGmail(FakeServer):
         stored = self._store(raw, payload.get("threadId"), ["SENT"])
         parsed: EmailMessage = email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[assignment]
         self.sent.append(SentMessage(stored.id, stored.thread_id, raw, parsed))
+        if self._lost_send_answers:
+            code = self._lost_send_answers.popleft()
+            if code is not None:
+                return _error(code, "scripted failure after the message was sent")
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()  # never reaches the client: its socket is already closed
         return web.json_response({"id": stored.id, "threadId": stored.thread_id, "labelIds": ["SENT"]})
 
     async def _modify(self, request: web.Request) -> web.Response:
