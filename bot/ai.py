@@ -1,4 +1,4 @@
-"""Choosing and building the AI parts from settings: the embedder and the triager cascade."""
+"""Choosing and building the AI parts from settings: the embedder, the triager cascade, the drafter."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from bot.settings import Settings
 from pipelines.adapters.anthropic_llm import AnthropicLLM
 from pipelines.adapters.local_embedder import LocalEmbedder, local_embeddings_available
 from pipelines.adapters.openai_embedder import OpenAIEmbedder
+from pipelines.drafters import ClaudeDrafter, Drafter, ExtractiveDrafter, FallbackDrafter
 from pipelines.local_triage import LocalTriager, similar_examples
 from pipelines.ports import Embedder
 from pipelines.taxonomy import Taxonomy
@@ -47,3 +48,14 @@ def build_triager(
             similar=similar_examples(pool, embedder) if embedder else None,
         )
     return CascadeTriager(local, claude, high=settings.confidence_threshold_high)
+
+
+def build_drafter(settings: Settings) -> Drafter:
+    """Claude with a key, falling back to the extractive draft; the extractive draft alone without."""
+    extractive = ExtractiveDrafter(company=settings.company_name, high=settings.confidence_threshold_high)
+    anthropic = clients.anthropic_client(settings)
+    claude = None
+    if anthropic is not None:
+        claude = ClaudeDrafter(AnthropicLLM(anthropic), model=settings.anthropic_model, system=load("draft"),
+                               request=load("draft_request"), company=settings.company_name)
+    return FallbackDrafter(claude, extractive)

@@ -9,7 +9,10 @@ import asyncpg
 
 from bot.metrics import Metrics
 from bot.settings import Settings
+from pipelines.drafters import Drafter
+from pipelines.drafting import DraftPolicy
 from pipelines.ports import Embedder, Mailbox
+from pipelines.replies import Sender
 from pipelines.routing import Thresholds
 from pipelines.taxonomy import Taxonomy
 from pipelines.triagers import Triager
@@ -24,6 +27,16 @@ class Deps:
     embedder: Embedder | None = None
     triager: Triager | None = None
     mailbox: Mailbox | None = None
+    drafter: Drafter | None = None
+
+    @property
+    def sender(self) -> Sender:
+        s = self.settings
+        return Sender(s.support_email or "support@cx-catalyst.invalid", s.company_name, s.secret("webhook_secret"))
+
+    @property
+    def draft_policy(self) -> DraftPolicy:
+        return DraftPolicy(self.settings.confidence_threshold_high, self.settings.always_review, self.sender)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -33,7 +46,7 @@ class Deps:
 def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     """Everything `cx run` needs, from settings. Raises TaxonomyError on a bad taxonomy file."""
     from bot import clients
-    from bot.ai import build_embedder, build_triager
+    from bot.ai import build_drafter, build_embedder, build_triager
     from pipelines.adapters.gmail_mailbox import GmailMailbox
     from pipelines.taxonomy import load_taxonomy
 
@@ -50,4 +63,5 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
         embedder=embedder,
         triager=build_triager(settings, pool, taxonomy, embedder),
         mailbox=mailbox,
+        drafter=build_drafter(settings),
     )

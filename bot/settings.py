@@ -89,6 +89,9 @@ class Settings(BaseSettings):
 
     # Intake and routing.
     webhook_secret: SecretStr | None = None
+    company_name: str = "Northwind Bank"
+    # Comma-separated customer tiers whose drafts always go to a reviewer, however confident.
+    always_review_tiers: str = "enterprise"
     confidence_threshold_high: float = Field(default=0.85, ge=0, le=1)
     confidence_threshold_medium: float = Field(default=0.60, ge=0, le=1)
     review_timeout_hours: float = Field(default=2.0, gt=0)
@@ -136,6 +139,10 @@ class Settings(BaseSettings):
     @property
     def slack_enabled(self) -> bool:
         return self.slack_bot_token is not None and self.slack_app_token is not None
+
+    @property
+    def always_review(self) -> frozenset[str]:
+        return frozenset(t.strip().lower() for t in self.always_review_tiers.split(",") if t.strip())
 
     def secret(self, name: str) -> str | None:
         value = getattr(self, name)

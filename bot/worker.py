@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from uuid import UUID
 
+import aiohttp
 import asyncpg
 import structlog
 from pgqueuer.core.executors import DatabaseRetryEntrypointExecutor, EntrypointExecutorParameters
@@ -18,8 +19,10 @@ from pgqueuer.queries import Queries
 
 from bot.deps import Deps
 from pipelines import maintenance
+from pipelines.drafting import draft_case
 from pipelines.gmail_sync import sync_mailbox
 from pipelines.jobs import JobName
+from pipelines.replies import Channels, send_reply
 from pipelines.triage import triage_case
 
 log = structlog.get_logger(__name__)
@@ -49,9 +52,23 @@ async def _gmail_sync(deps: Deps, payload: bytes) -> None:
     )
 
 
+async def _draft(deps: Deps, payload: bytes) -> None:
+    if deps.drafter is None or deps.taxonomy is None:
+        raise RuntimeError("this worker has no drafter")
+    case_id = UUID(json.loads(payload)["case_id"])
+    await draft_case(deps.pool, deps.drafter, deps.embedder, deps.taxonomy, deps.draft_policy, case_id)
+
+
+async def _send_reply(deps: Deps, payload: bytes) -> None:
+    outbox_id = UUID(json.loads(payload)["outbox_id"])
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        await send_reply(deps.pool, Channels(deps.mailbox, http), deps.sender, outbox_id)
+
+
 def job_handlers() -> dict[str, JobHandler]:
     """Every job the product runs, by queue entrypoint name."""
-    return {JobName.PRUNE: _prune, JobName.TRIAGE: _triage, JobName.GMAIL_SYNC: _gmail_sync}
+    return {JobName.PRUNE: _prune, JobName.TRIAGE: _triage, JobName.GMAIL_SYNC: _gmail_sync,
+            JobName.DRAFT: _draft, JobName.SEND_REPLY: _send_reply}
 
 
 class Worker:

@@ -9,6 +9,7 @@ class JobName(StrEnum):
     PRUNE = "maintenance.prune"
     TRIAGE = "case.triage"
     GMAIL_SYNC = "gmail.sync"
-    DRAFT = "case.draft"  # self-service and review drafts (the knowledge-base issue runs these)
+    DRAFT = "case.draft"  # self-service and review drafts
     REVIEW_CARD = "case.review_card"  # the Slack issue posts these
     URGENT_ALERT = "case.urgent_alert"  # the Slack issue posts these to the alerts channel
+    SEND_REPLY = "reply.send"

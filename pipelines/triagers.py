@@ -66,8 +66,8 @@ class ClaudeTriage(BaseModel):
     reason: str = Field(max_length=1000)
 
 
-def _quote(text: str) -> str:
-    # The message sits between <customer_message> tags; it must not be able to close them.
+def quote_data(text: str) -> str:
+    """Text from outside (customer, knowledge base) for a prompt, unable to close the tags it sits in."""
     return text.replace("<", "‹").replace(">", "›")
 
 
@@ -112,7 +112,7 @@ class ClaudeTriager:
 
     async def triage(self, item: TriageInput) -> Triaged:
         examples = await self._similar(item.text, self._shots) if self._similar else []
-        shots = "\n".join(f"- {_quote(e.text)!r} → {e.label}" for e in examples) or "(none yet)"
+        shots = "\n".join(f"- {quote_data(e.text)!r} → {e.label}" for e in examples) or "(none yet)"
         system = self._system_template.render(
             company=self._company, taxonomy=self._taxonomy_text, examples=shots
         )
@@ -122,8 +122,8 @@ class ClaudeTriager:
             severity=item.severity or "not given",
             product=item.product or "not given",
             channel=item.channel,
-            subject=_quote(item.subject or "(none)"),
-            body=_quote(item.body),
+            subject=quote_data(item.subject or "(none)"),
+            body=quote_data(item.body),
         )
         answer, usage = await self._llm.complete(
             step="triage",

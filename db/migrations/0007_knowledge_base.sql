@@ -50,4 +50,5 @@ ALTER TABLE reply_outbox
     ADD COLUMN references_header text,
     -- Our own Message-ID for the reply, fixed before the first attempt: a retry searches the
     -- sent mail for it before sending again.
-    ADD COLUMN message_id text;
+    ADD COLUMN message_id text,
+    ADD COLUMN approved_by text;  -- NULL: sent by the auto-send policy

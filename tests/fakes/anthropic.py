@@ -6,6 +6,7 @@ import hashlib
 import json
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +31,8 @@ ERROR_MESSAGES = {
 MODELS = ("claude-sonnet-4-6", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-6")
 
 Block = dict[str, Any]
-ScriptItem = Block | list[Block] | Status | Hang
+# A callable answers from the request body (e.g. to cite an id the request contains).
+ScriptItem = Block | list[Block] | Status | Hang | Callable[[dict[str, Any]], Block]
 
 
 def _tokens(value: Any) -> int:
@@ -142,6 +144,8 @@ class FakeAnthropic(StainlessFailures, FakeServer):
         if body.get("stream"):
             return _error(400, "FakeAnthropic does not stream; call messages.create without stream=True")
         item = self._script.popleft() if self._script else self.default
+        if callable(item):
+            item = item(body)
         if item is None:
             return _error(500, "no scripted response", headers={"x-should-retry": "false"})
         if isinstance(item, Hang):

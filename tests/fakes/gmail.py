@@ -122,7 +122,7 @@ class FakeGmail(FakeServer):
         self._clock = 1_700_000_000_000
         self._script: deque[Status] = deque()
         # Sends to store and then answer with this code instead of success; None drops the connection unanswered.
-        self._lost_send_answers: deque[int | None] = deque()
+        self._lost_send_answers: deque[int | str | None] = deque()
 
     # ---- scripting -------------------------------------------------------------------------------------------
 
@@ -133,6 +133,11 @@ class FakeGmail(FakeServer):
         """The next `times` sends are accepted and stored (they count as sent), but the client never learns it:
         it gets a `code` error instead, or with code=None the connection closes before any answer."""
         self._lost_send_answers.extend([code] * times)
+
+    def hang_after_send_next(self) -> None:
+        """The next send is stored (it counts as sent) and then never answered: the client waits
+        until it is killed, like a worker that dies between sending and recording."""
+        self._lost_send_answers.append("hang")
 
     def add_message(
         self,
@@ -285,6 +290,9 @@ class FakeGmail(FakeServer):
         self.sent.append(SentMessage(stored.id, stored.thread_id, raw, parsed))
         if self._lost_send_answers:
             code = self._lost_send_answers.popleft()
+            if code == "hang":
+                await self.stall(3600)
+                return web.Response(status=504)
             if code is not None:
                 return _error(code, "scripted failure after the message was sent")
             if request.transport is not None:

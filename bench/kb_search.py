@@ -1,0 +1,499 @@
+"""Knowledge-base hybrid search at scale: latency of `db.kb.hybrid_search` and recall of its HNSW ranking.
+
+    python bench/kb_search.py [--chunks 100000] [--queries 300] [--warmup 30] [--seed 0]
+                              [--keep-indexes] [--json]
+
+Loads synthetic articles into a scratch database on the embedded server in a temporary directory
+(or DATABASE_URL's server), dropped afterwards. The data is made to be searched like a real one:
+
+- vectors (384-d, unit length): a few hundred cluster centres drawn from a low-rank subspace (real
+  embeddings are anisotropic), clusters of uneven size, each article a point near its cluster's
+  centre and each chunk a point near its article's, so neighbours are dense and near-ties common;
+- text: words from a Zipf-distributed vocabulary (English stop words at the head, support words,
+  then a few thousand pronounceable made-up words), mixed with each cluster's own topic words, in
+  chunks of up to 230 words as the importer cuts them; titles, headings, tags and title_terms too.
+
+Rows are loaded with COPY, before the full-text (GIN) and the partial HNSW index are built
+(`--keep-indexes` loads into the indexes instead, to compare). Then every query, a vector near a
+random article plus 3-8 words with that article's topic, is timed through `hybrid_search` (k=10)
+on one connection, without and with a category filter. recall@10 compares the top 10 of the
+product's own vector ranking SQL (`db.kb._vector_ranking`, with hybrid_search's SET LOCALs) with
+exact nearest neighbours computed by numpy over the loaded vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.database import scratch_pool  # noqa: E402
+from bot.logs import configure_logging  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
+from db import kb  # noqa: E402
+
+DIMS = 384
+K = 10
+CLUSTERS = 300
+LATENT_DIMS = 64  # cluster centres mostly live in a subspace of this rank
+CATEGORIES = 20
+TOPIC_WORDS = 40  # words peculiar to each cluster
+TOPIC_SHARE = 0.2  # share of a chunk's words drawn from its cluster's topic words
+BATCH = 10_000  # chunks per COPY
+HNSW_INDEX = "kb_chunks_embedding_384_idx"
+GIN_INDEX = "kb_chunks_tsv_idx"
+
+STOP_WORDS = (
+    "the to and a of you your is in for it on can with be this if my i how do not or are will from at what we "
+    "have that by an was"
+).split()
+SUPPORT_WORDS = (
+    "account card payment refund transfer password login invoice subscription order delivery charge balance fee "
+    "bank app email phone address verify cancel update error limit pin statement declined pending receipt plan "
+    "upgrade downgrade billing security settings notification device access reset profile identity document "
+    "verification exchange rate currency withdrawal deposit cash atm contactless virtual physical replace lost "
+    "stolen freeze unfreeze dispute merchant transaction history export tax report team member admin permission "
+    "integration api key webhook sync import export schedule trial discount coupon shipping return warranty "
+    "support ticket agent chat hours region country language mobile browser"
+).split()
+ONSETS = "b c d f g h j k l m n p r s t v w z br cr dr fl gr pl pr st tr ch sh th bl cl sp sk".split()
+VOWELS = "a e i o u ai ea ou ie oa".split()
+CODAS = ["", "", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ck", "x"]
+TAGS = [f"{a}_{b}" for a in ("card", "account", "payment", "app", "billing", "security", "team", "data")
+        for b in ("setup", "limits", "errors", "fees", "howto")]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def deterministic_uuids(rng: np.random.Generator, n: int) -> list[uuid.UUID]:
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    return [uuid.UUID(bytes=bytes(row)) for row in raw]
+
+
+@dataclass
+class Corpus:
+    """Everything generated up front except chunk text, which is made batch by batch while loading."""
+
+    vocab: np.ndarray  # word strings, Zipf rank order
+    cdf: np.ndarray  # cumulative Zipf probabilities over vocab
+    topic_words: np.ndarray  # (CLUSTERS, TOPIC_WORDS) vocab indices
+    topic_cdf: np.ndarray  # Zipf over a topic's words
+    categories: list[str]
+    article_ids: list[uuid.UUID]
+    article_cluster: np.ndarray
+    article_category: np.ndarray  # index into categories
+    article_published: np.ndarray  # bool
+    article_vectors: np.ndarray  # unnormalised article points (cluster centre + article offset)
+    titles: list[str]
+    chunk_ids: list[uuid.UUID]
+    chunk_article: np.ndarray  # article index of each chunk, sorted
+    chunk_ordinal: np.ndarray
+    vectors: np.ndarray  # (chunks, DIMS) float32, unit length
+
+
+def make_vocab(rng: np.random.Generator, size: int) -> np.ndarray:
+    words: list[str] = list(dict.fromkeys(STOP_WORDS + SUPPORT_WORDS))
+    seen = set(words)
+    while len(words) < size:
+        syllables = int(rng.choice([2, 2, 2, 3, 3, 4]))
+        word = "".join(
+            str(rng.choice(ONSETS)) + str(rng.choice(VOWELS)) + str(rng.choice(CODAS)) for _ in range(syllables)
+        )
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return np.array(words, dtype=object)
+
+
+def zipf_cdf(n: int, s: float = 1.0) -> np.ndarray:
+    p = 1.0 / np.arange(1, n + 1) ** s
+    return np.cumsum(p / p.sum())
+
+
+def draw(rng: np.random.Generator, cdf: np.ndarray, size: int | tuple[int, ...]) -> np.ndarray:
+    return np.minimum(np.searchsorted(cdf, rng.random(size)), len(cdf) - 1)
+
+
+def make_corpus(n_chunks: int, seed: int, vocab_size: int = 4000) -> Corpus:
+    rng = np.random.default_rng(seed)
+    vocab = make_vocab(rng, vocab_size)
+    cdf = zipf_cdf(len(vocab))
+    head = len(STOP_WORDS) + len(SUPPORT_WORDS)
+    # Topic words: the support words and the made-up words of middling and low frequency.
+    topic_words = np.stack([
+        rng.choice(np.arange(len(STOP_WORDS), len(vocab)), TOPIC_WORDS, replace=False) for _ in range(CLUSTERS)
+    ])
+    topic_cdf = zipf_cdf(TOPIC_WORDS, 0.8)
+    categories = [f"category_{i:02d}" for i in range(CATEGORIES)]
+
+    n_articles = max(1, n_chunks // 5)
+    # Clusters of uneven size; each has a main category that most of its articles share.
+    weights = 1.0 / (np.arange(CLUSTERS) + 10.0)
+    article_cluster = rng.choice(CLUSTERS, n_articles, p=weights / weights.sum())
+    cluster_category = rng.integers(0, CATEGORIES, CLUSTERS)
+    article_category = np.where(
+        rng.random(n_articles) < 0.8, cluster_category[article_cluster], rng.integers(0, CATEGORIES, n_articles)
+    )
+    article_published = rng.random(n_articles) >= 0.03  # a few drafts and archived articles
+
+    # Cluster centres: mostly a low-rank subspace plus a shared direction, so that clusters are
+    # not all orthogonal to one another as independent 384-d noise would be.
+    basis = rng.standard_normal((LATENT_DIMS, DIMS))
+    centres = unit(rng.standard_normal((CLUSTERS, LATENT_DIMS)) @ basis / np.sqrt(LATENT_DIMS)
+                   + 0.5 * rng.standard_normal((CLUSTERS, DIMS)) + 0.6 * rng.standard_normal(DIMS))
+    article_vectors = (centres[article_cluster]
+                       + 0.9 / np.sqrt(DIMS) * rng.standard_normal((n_articles, DIMS))).astype(np.float32)
+
+    # One chunk for every article, the rest spread at random: 1 + Poisson(4) chunks an article.
+    chunk_article = np.sort(np.concatenate([np.arange(n_articles), rng.integers(0, n_articles, n_chunks - n_articles)]))
+    starts = np.searchsorted(chunk_article, np.arange(n_articles))
+    chunk_ordinal = np.arange(n_chunks) - starts[chunk_article]
+    vectors = np.empty((n_chunks, DIMS), dtype=np.float32)
+    for lo in range(0, n_chunks, BATCH):
+        hi = min(n_chunks, lo + BATCH)
+        vectors[lo:hi] = unit(article_vectors[chunk_article[lo:hi]]
+                              + 0.7 / np.sqrt(DIMS) * rng.standard_normal((hi - lo, DIMS)))
+
+    titles = []
+    for a in range(n_articles):
+        topic = topic_words[article_cluster[a]]
+        words = [vocab[topic[i]] for i in draw(rng, topic_cdf, int(rng.integers(2, 5)))]
+        words.append(vocab[len(STOP_WORDS) + int(rng.integers(0, head - len(STOP_WORDS)))])
+        rng.shuffle(words)
+        titles.append(" ".join(words).capitalize())
+    return Corpus(
+        vocab=vocab, cdf=cdf, topic_words=topic_words, topic_cdf=topic_cdf, categories=categories,
+        article_ids=deterministic_uuids(rng, n_articles), article_cluster=article_cluster,
+        article_category=article_category, article_published=article_published,
+        article_vectors=article_vectors, titles=titles, chunk_ids=deterministic_uuids(rng, n_chunks),
+        chunk_article=chunk_article, chunk_ordinal=chunk_ordinal, vectors=vectors,
+    )
+
+
+def words_for(corpus: Corpus, rng: np.random.Generator, cluster: int, n: int, topic_share: float) -> list[str]:
+    picks = draw(rng, corpus.cdf, n)
+    topical = rng.random(n) < topic_share
+    picks[topical] = corpus.topic_words[cluster][draw(rng, corpus.topic_cdf, int(topical.sum()))]
+    return list(corpus.vocab[picks])
+
+
+def sentences(words: list[str], rng: np.random.Generator) -> str:
+    out, i = [], 0
+    while i < len(words):
+        n = int(rng.integers(6, 18))
+        out.append(" ".join(words[i:i + n]).capitalize() + ".")
+        i += n
+    return " ".join(out)
+
+
+def article_records(corpus: Corpus, rng: np.random.Generator) -> list[tuple]:
+    records = []
+    for a, article_id in enumerate(corpus.article_ids):
+        cluster = int(corpus.article_cluster[a])
+        tags = sorted({TAGS[int(t)] for t in rng.integers(0, len(TAGS), int(rng.integers(1, 4)))})
+        summary = sentences(words_for(corpus, rng, cluster, 40, TOPIC_SHARE), rng)
+        status = "published" if corpus.article_published[a] else str(rng.choice(["draft", "archived"]))
+        records.append((
+            article_id, corpus.titles[a], summary, corpus.categories[int(corpus.article_category[a])], None, tags,
+            f"https://kb.example.com/articles/{a}", "import", f"bench-{a}", status,
+            hashlib.sha256(f"{a}:{summary}".encode()).hexdigest(),
+        ))
+    return records
+
+
+ARTICLE_COLUMNS = ["article_id", "title", "content", "category", "subcategory", "tags", "url", "source", "source_id",
+                   "status", "content_hash"]
+CHUNK_COLUMNS = ["chunk_id", "article_id", "ordinal", "heading", "content", "token_count", "content_hash",
+                 "embedding", "title_terms"]
+
+
+def chunk_records(corpus: Corpus, article_tags: list[list[str]], lo: int, hi: int, seed: int) -> list[tuple]:
+    rng = np.random.default_rng([seed, lo])
+    # As the importer cuts them: most chunks are full 230-word windows, a section's last is shorter.
+    lengths = np.where(rng.random(hi - lo) < 0.7, rng.integers(190, 231, hi - lo), rng.integers(40, 190, hi - lo))
+    records = []
+    for i, n in zip(range(lo, hi), lengths):
+        a = int(corpus.chunk_article[i])
+        cluster = int(corpus.article_cluster[a])
+        content = sentences(words_for(corpus, rng, cluster, int(n), TOPIC_SHARE), rng)
+        section = " ".join(words_for(corpus, rng, cluster, int(rng.integers(2, 5)), 0.5)).capitalize()
+        title = corpus.titles[a]
+        records.append((
+            corpus.chunk_ids[i], corpus.article_ids[a], int(corpus.chunk_ordinal[i]), f"{title} › {section}", content,
+            round(int(n) * 1.3), hashlib.sha256(content.encode()).hexdigest(), corpus.vectors[i],
+            " ".join([title, *article_tags[a]]).replace("_", " "),
+        ))
+    return records
+
+
+@dataclass
+class Query:
+    text: str
+    vector: np.ndarray
+    category: str  # for the filtered run: drawn independently of the query
+
+
+def make_queries(corpus: Corpus, n: int, seed: int) -> list[Query]:
+    rng = np.random.default_rng([seed, 1])
+    out = []
+    for _ in range(n):
+        # A question about some article (picked as often as it has chunks), phrased differently.
+        a = int(corpus.chunk_article[int(rng.integers(0, len(corpus.chunk_article)))])
+        vector = unit(corpus.article_vectors[a] + 0.8 / np.sqrt(DIMS) * rng.standard_normal(DIMS))
+        words = words_for(corpus, rng, int(corpus.article_cluster[a]), int(rng.integers(3, 9)), 0.5)
+        out.append(Query(" ".join(words), vector, corpus.categories[int(rng.integers(0, CATEGORIES))]))
+    return out
+
+
+def exact_top(corpus: Corpus, queries: list[Query], *, filtered: bool) -> list[list[uuid.UUID]]:
+    """Exact top K chunk ids by cosine distance among published chunks (of the query's category)."""
+    published = corpus.article_published[corpus.chunk_article]
+    chunk_category = corpus.article_category[corpus.chunk_article]
+    out = []
+    for i, query in enumerate(queries):
+        if i % 64 == 0:
+            sims = np.stack([x.vector for x in queries[i:i + 64]]) @ corpus.vectors.T
+        ok = published.copy()
+        if filtered:
+            ok &= chunk_category == corpus.categories.index(query.category)
+        s = np.where(ok, sims[i % 64], -np.inf)
+        top = np.argpartition(-s, K)[:K]
+        top = top[np.argsort(-s[top])]
+        out.append([corpus.chunk_ids[j] for j in top if np.isfinite(s[j])])
+    return out
+
+
+# The product's vector ranking, alone: $1 is hybrid_search's query text, unused here.
+VECTOR_SQL = ("WITH " + kb._vector_ranking(DIMS).strip().rstrip(",")
+              + " SELECT chunk_id FROM vector_ranked WHERE $1::text IS NULL OR true ORDER BY rank")
+
+
+async def vector_top(conn: asyncpg.Connection, query: Query, *, filtered: bool) -> tuple[list[uuid.UUID], float]:
+    started = time.perf_counter()
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {kb.EF_SEARCH}")
+        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        rows = await conn.fetch(VECTOR_SQL, "", query.vector, K * kb.CANDIDATES_PER_RESULT,
+                                query.category if filtered else None, None)
+    return [r["chunk_id"] for r in rows], (time.perf_counter() - started) * 1000
+
+
+async def load(conn: asyncpg.Connection, corpus: Corpus, seed: int, keep_indexes: bool,
+               progress) -> dict[str, float]:
+    workers = max(0, min(7, (os.cpu_count() or 2) - 1))
+    await conn.execute("SET maintenance_work_mem = '512MB'")
+    await conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
+    definitions = {
+        r["indexname"]: r["indexdef"]
+        for r in await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'kb_chunks' AND indexname = ANY($1)",
+            [HNSW_INDEX, GIN_INDEX],
+        )
+    }
+    assert set(definitions) == {HNSW_INDEX, GIN_INDEX}, f"indexes not found: {definitions}"
+    if not keep_indexes:
+        for name in definitions:
+            await conn.execute(f"DROP INDEX {name}")
+
+    rng = np.random.default_rng([seed, 2])
+    articles = article_records(corpus, rng)
+    article_tags = [r[5] for r in articles]
+    started = time.perf_counter()
+    await conn.copy_records_to_table("kb_articles", records=articles, columns=ARTICLE_COLUMNS)
+    del articles
+    n = len(corpus.chunk_ids)
+    # Make the next batch in a thread while the server digests this one (to_tsvector runs there).
+    pending = asyncio.create_task(asyncio.to_thread(chunk_records, corpus, article_tags, 0, min(n, BATCH), seed))
+    for lo in range(0, n, BATCH):
+        records = await pending
+        hi = min(n, lo + BATCH)
+        if hi < n:
+            pending = asyncio.create_task(
+                asyncio.to_thread(chunk_records, corpus, article_tags, hi, min(n, hi + BATCH), seed))
+        await conn.copy_records_to_table("kb_chunks", records=records, columns=CHUNK_COLUMNS)
+        progress(f"loaded {hi}/{n} chunks")
+    load_s = time.perf_counter() - started
+
+    timings = {"load_seconds": load_s}
+    if not keep_indexes:
+        started = time.perf_counter()
+        await conn.execute(definitions[GIN_INDEX])
+        timings["gin_index_seconds"] = time.perf_counter() - started
+        progress(f"GIN index built in {timings['gin_index_seconds']:.1f}s")
+        started = time.perf_counter()
+        await conn.execute(definitions[HNSW_INDEX])
+        timings["index_seconds"] = time.perf_counter() - started
+        progress(f"HNSW index built in {timings['index_seconds']:.1f}s")
+    else:
+        timings["gin_index_seconds"] = timings["index_seconds"] = 0.0
+    started = time.perf_counter()
+    await conn.execute("VACUUM (ANALYZE) kb_articles, kb_chunks")
+    await kb.refresh_statistics(conn)
+    timings["analyze_seconds"] = time.perf_counter() - started
+    return timings
+
+
+async def timed_searches(conn: asyncpg.Connection, queries: list[Query], *, filtered: bool,
+                         vector: bool = True) -> tuple[list[float], list[int]]:
+    latencies, returned = [], []
+    gc.collect()
+    gc.disable()  # the client's own collector pauses would count as search latency
+    try:
+        for q in queries:
+            started = time.perf_counter()
+            hits = await kb.hybrid_search(conn, q.text, q.vector if vector else None, K,
+                                          category=q.category if filtered else None)
+            latencies.append((time.perf_counter() - started) * 1000)
+            returned.append(len(hits))
+    finally:
+        gc.enable()
+    return latencies, returned
+
+
+def recall(found: list[list[uuid.UUID]], exact: list[list[uuid.UUID]]) -> float:
+    return statistics.fmean(len(set(f[:K]) & set(e)) / max(1, len(e)) for f, e in zip(found, exact))
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    def progress(message: str) -> None:
+        if not args.json:
+            print(message, file=sys.stderr, flush=True)
+
+    started_all = time.perf_counter()
+    started = time.perf_counter()
+    corpus = make_corpus(args.chunks, args.seed)
+    queries = make_queries(corpus, args.warmup + args.queries, args.seed)
+    warmup, measured = queries[:args.warmup], queries[args.warmup:]
+    progress(f"generated {len(corpus.article_ids)} articles, {args.chunks} chunks in {time.perf_counter() - started:.1f}s")
+
+    settings = load_settings()
+    if settings.database_url is None and "CX_DATA_DIR" not in os.environ:
+        settings = load_settings(cx_data_dir=Path(tempfile.mkdtemp(prefix="cx-bench-")))
+    async with scratch_pool(settings) as pool, pool.acquire() as conn:
+        timings = await load(conn, corpus, args.seed, args.keep_indexes, progress)
+        # A session of its own, as the product's pooled connections have no maintenance settings.
+        await conn.execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
+        pgvector_version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        server = await conn.fetchrow(
+            "SELECT current_setting('server_version') AS version, current_setting('shared_buffers') AS shared_buffers, "
+            "pg_size_pretty(pg_relation_size($1::regclass)) AS hnsw_size, "
+            "pg_size_pretty(pg_total_relation_size('kb_chunks')) AS table_size",
+            HNSW_INDEX,
+        )
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            "EXPLAIN " + VECTOR_SQL, "", measured[0].vector, K * kb.CANDIDATES_PER_RESULT, None, None))
+
+        progress("warming up")
+        await timed_searches(conn, warmup, filtered=False)
+        await timed_searches(conn, warmup, filtered=True)
+        for q in warmup:
+            await vector_top(conn, q, filtered=False)
+
+        progress(f"timing {len(measured)} searches")
+        latencies, returned = await timed_searches(conn, measured, filtered=False)
+        filtered_latencies, filtered_returned = await timed_searches(conn, measured, filtered=True)
+        text_latencies, _ = await timed_searches(conn, measured, filtered=False, vector=False)
+
+        progress("measuring recall")
+        found, vector_ms = [], []
+        for q in measured:
+            ids, ms = await vector_top(conn, q, filtered=False)
+            found.append(ids)
+            vector_ms.append(ms)
+        found_filtered, found_filtered_count = [], []
+        for q in measured:
+            ids, _ = await vector_top(conn, q, filtered=True)
+            found_filtered.append(ids)
+            found_filtered_count.append(len(ids))
+        articles, chunks = await conn.fetchval("SELECT count(*) FROM kb_articles"), await conn.fetchval(
+            "SELECT count(*) FROM kb_chunks")
+
+    exact = exact_top(corpus, measured, filtered=False)
+    exact_filtered = exact_top(corpus, measured, filtered=True)
+    return {
+        "chunks": chunks,
+        "articles": articles,
+        "queries": len(measured),
+        "dims": DIMS,
+        "k": K,
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p95_ms": round(percentile(latencies, 0.95), 2),
+        "max_ms": round(max(latencies), 2),
+        "recall_at_10": round(recall(found, exact), 4),
+        "mean_results": round(statistics.fmean(returned), 2),
+        "filtered_p50_ms": round(statistics.median(filtered_latencies), 2),
+        "filtered_p95_ms": round(percentile(filtered_latencies, 0.95), 2),
+        "filtered_mean_results": round(statistics.fmean(filtered_returned), 2),
+        "filtered_min_results": min(filtered_returned),
+        "filtered_recall_at_10": round(recall(found_filtered, exact_filtered), 4),
+        "filtered_vector_candidates_mean": round(statistics.fmean(found_filtered_count), 1),
+        "vector_only_p50_ms": round(statistics.median(vector_ms), 2),
+        "vector_only_p95_ms": round(percentile(vector_ms, 0.95), 2),
+        "text_only_p50_ms": round(statistics.median(text_latencies), 2),
+        "text_only_p95_ms": round(percentile(text_latencies, 0.95), 2),
+        "load_seconds": round(timings["load_seconds"], 1),
+        "index_seconds": round(timings["index_seconds"], 1),
+        "gin_index_seconds": round(timings["gin_index_seconds"], 1),
+        "analyze_seconds": round(timings["analyze_seconds"], 1),
+        "indexes_kept_during_load": args.keep_indexes,
+        "hnsw_index_used": HNSW_INDEX in plan,
+        "hnsw_size": server["hnsw_size"],
+        "table_size": server["table_size"],
+        "ef_search": kb.EF_SEARCH,
+        "vector_candidates": K * kb.CANDIDATES_PER_RESULT,
+        "text_candidates": kb.TEXT_CANDIDATES,
+        "pgvector_version": pgvector_version,
+        "postgres_version": server["version"],
+        "shared_buffers": server["shared_buffers"],
+        "seed": args.seed,
+        "total_seconds": round(time.perf_counter() - started_all, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-indexes", action="store_true",
+                        help="load into the HNSW and GIN indexes instead of building them afterwards")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.chunks < 5 * K or args.queries < 1:
+        parser.error("need --chunks >= 50 and --queries >= 1")
+    configure_logging("warning", "console")
+    result = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>32}: {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""When a draft may go to the customer without a person (spec section 1, step 5). Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    triage_confidence: float
+    draft_confidence: float
+    category: str | None
+    category_auto_send: bool
+    tier: str
+    valid_citations: int
+    drafter: str
+    risks: tuple[str, ...] = ()
+    questions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    auto_send: bool
+    reason: str
+
+
+def decide(item: PolicyInput, *, high: float, always_review_tiers: frozenset[str]) -> PolicyDecision:
+    """Every rule must pass to send; the first that fails is the reason a reviewer sees."""
+    rules = (
+        (item.drafter != "extractive", "an extractive (offline) draft is always reviewed"),
+        (item.triage_confidence >= high, f"triage confidence {item.triage_confidence:.2f} is below {high:.2f}"),
+        (item.draft_confidence >= high, f"draft confidence {item.draft_confidence:.2f} is below {high:.2f}"),
+        (item.category_auto_send, f"category {item.category or '-'} is not marked auto_send"),
+        (item.tier.lower() not in always_review_tiers, f"{item.tier} customers are always reviewed"),
+        (item.valid_citations > 0, "the draft cites no retrieved knowledge-base article"),
+        (not item.risks, "the drafter flagged risks: " + "; ".join(item.risks)[:300]),
+        (not item.questions, "the draft asks the customer for missing information"),
+    )
+    for ok, why in rules:
+        if not ok:
+            return PolicyDecision(False, why)
+    return PolicyDecision(True, f"confident ({item.triage_confidence:.2f} / {item.draft_confidence:.2f}), "
+                                f"{item.valid_citations} cited article(s), category {item.category} auto-sends")
