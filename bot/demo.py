@@ -1,21 +1,28 @@
-"""`cx demo`: the product on the embedded defaults, offline: history, a sample inbox, triage."""
+"""`cx demo`: the product on the embedded defaults, offline: history, a knowledge base, a sample inbox,
+triage, drafts and the auto-send decision."""
 
 from __future__ import annotations
-
-
 import asyncpg
 from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
 from rich.table import Table
 
-from bot.ai import build_embedder, build_triager
+from bot.ai import build_drafter, build_embedder, build_triager
 from bot.settings import PROJECT_ROOT, Settings
+from db import drafts as drafts_db
 from db import examples as examples_db
+from db import kb as kb_db
 from db import triage_models
 from db.cases import CaseStatus, ids_in_status, list_cases
 from db.pool import transaction
+from pipelines.drafting import DraftPolicy, draft_case
 from pipelines.email_intake import EmailSource, intake_email
 from pipelines.history_import import read_history
+from pipelines.kb_documents import collect, read_file
+from pipelines.kb_ingest import ingest
 from pipelines.local_triage import train_local
+from pipelines.replies import Sender
 from pipelines.routing import Thresholds
 from pipelines.taxonomy import load_taxonomy
 from pipelines.triage import triage_case
@@ -24,6 +31,7 @@ BANKING_TAXONOMY = PROJECT_ROOT / "prompts" / "taxonomy-banking.yaml"
 FULL_HISTORY = PROJECT_ROOT.parent / "shared" / "data" / "banking77" / "train.csv"
 SAMPLE_HISTORY = PROJECT_ROOT / "samples" / "history" / "banking77-sample.csv"
 INBOX = PROJECT_ROOT / "samples" / "inbox"
+KNOWLEDGE_BASE = PROJECT_ROOT / "samples" / "kb"
 DEMO_SUPPORT_ADDRESS = "support@demo-bank.example"
 
 
@@ -45,6 +53,11 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console) -> None
         report = await train_local(pool, embedder)
         out.print(f"Trained on {report.examples} examples, {report.labels} labels, in {report.seconds:.0f} s.")
 
+    articles = [a for path, root in collect([KNOWLEDGE_BASE]) for a in read_file(path, root)]
+    kb = await ingest(pool, articles, embedder)
+    out.print(f"Knowledge base: {len(articles)} articles from {KNOWLEDGE_BASE} "
+              f"({kb.changes['created']} new, {kb.changes['updated']} changed, {kb.chunks_embedded} chunks embedded).")
+
     own = {DEMO_SUPPORT_ADDRESS}
     outcomes: dict[str, int] = {}
     for path in sorted(INBOX.glob("*.eml")):
@@ -60,6 +73,14 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console) -> None
     for case_id in waiting:
         await triage_case(pool, triager, taxonomy, thresholds, case_id)
 
+    drafter = build_drafter(settings)
+    policy = DraftPolicy(settings.confidence_threshold_high, settings.always_review,
+                         Sender(DEMO_SUPPORT_ADDRESS, settings.company_name))
+    async with pool.acquire() as conn:
+        drafting = await ids_in_status(conn, CaseStatus.DRAFTING)
+    for case_id in drafting:
+        await draft_case(pool, drafter, embedder, taxonomy, policy, case_id)
+
     async with pool.acquire() as conn:
         cases = await list_cases(conn)
     table = Table("case", "customer", "subject", "category / subcategory", "conf.", "priority", "route", "status",
@@ -70,5 +91,22 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console) -> None
         table.add_row(f"CX-{c['short_id']}", c["customer_email"], (c["subject"] or "")[:40], label, conf,
                       c["priority"] or "-", c["route"] or "-", c["status"])
     out.print(table)
+    await _show_drafts(pool, [c["case_id"] for c in cases], out)
 
 
+async def _show_drafts(pool: asyncpg.Pool, case_ids: list, out: Console) -> None:
+    """Per drafted case: the knowledge-base hits, the draft, and what the auto-send policy decided."""
+    async with pool.acquire() as conn:
+        for case_id in case_ids:
+            draft = await drafts_db.latest_draft(conn, case_id)
+            if draft is None:
+                continue
+            case = await drafts_db.load_case(conn, case_id)
+            hits = await kb_db.last_search_for_case(conn, case_id)
+            lines = ["[bold]Knowledge base[/]"]
+            lines += [f"  {i}. {escape(title)} ({score:.4f})" for i, (title, _, score) in enumerate(hits[:3], 1)] or ["  none"]
+            verdict = "[green]auto-send[/]" if draft.decision == "auto_send" else "[yellow]review[/]"
+            lines += ["", f"[bold]Decision[/] {verdict}: {escape(draft.decision_reason)}", "",
+                      f"[bold]Draft[/] ({draft.drafter}, confidence {draft.confidence:.2f})", escape(draft.body)]
+            title = f"{case.ref} · {case.subject or case.description[:50]} · {case.category}/{case.subcategory}"
+            out.print(Panel("\n".join(lines), title=escape(title), title_align="left"))

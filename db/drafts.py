@@ -109,21 +109,17 @@ class StoredDraft:
     drafter: str
 
 
+_DRAFT = "SELECT draft_id, case_id, body, cited_article_ids, confidence, decision, decision_reason, drafter " \
+         "FROM case_drafts "
+
+
 async def latest_draft(conn: asyncpg.Connection, case_id: UUID) -> StoredDraft | None:
-    row = await conn.fetchrow(
-        "SELECT draft_id, case_id, body, cited_article_ids, confidence, decision, decision_reason, drafter "
-        "FROM case_drafts WHERE case_id = $1 ORDER BY created_at DESC LIMIT 1",
-        case_id,
-    )
+    row = await conn.fetchrow(_DRAFT + "WHERE case_id = $1 ORDER BY created_at DESC LIMIT 1", case_id)
     return StoredDraft(**dict(row)) if row else None
 
 
 async def get_draft(conn: asyncpg.Connection, draft_id: UUID) -> StoredDraft | None:
-    row = await conn.fetchrow(
-        "SELECT draft_id, case_id, body, cited_article_ids, confidence, decision, decision_reason, drafter "
-        "FROM case_drafts WHERE draft_id = $1",
-        draft_id,
-    )
+    row = await conn.fetchrow(_DRAFT + "WHERE draft_id = $1", draft_id)
     return StoredDraft(**dict(row)) if row else None
 
 

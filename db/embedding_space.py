@@ -18,12 +18,17 @@ async def claim(conn: asyncpg.Connection, provider: str, model: str, dimensions:
     await check(conn, provider, model, dimensions)
 
 
-async def check(conn: asyncpg.Connection, provider: str, model: str, dimensions: int) -> None:
-    """Refuse a model other than the recorded one (none recorded: nothing stored to mix with)."""
+async def check(conn: asyncpg.Connection, provider: str, model: str, dimensions: int | None = None) -> None:
+    """Refuse a model other than the recorded one (none recorded: nothing stored to mix with).
+    Without `dimensions` (not known before the first call) only the provider and model are compared."""
     row = await conn.fetchrow("SELECT provider, model, dimensions FROM embedding_space")
-    if row is not None and (row["provider"], row["model"], row["dimensions"]) != (provider, model, dimensions):
+    if row is None:
+        return
+    recorded = (row["provider"], row["model"], row["dimensions"] if dimensions is not None else None)
+    if recorded != (provider, model, dimensions):
         raise EmbeddingSpaceMismatch(
             f"the database holds {row['dimensions']}-dimensional embeddings from {row['provider']} {row['model']}, "
-            f"but this deployment embeds with {provider} {model} ({dimensions} dimensions); "
+            f"but this deployment embeds with {provider} {model}"
+            f"{f' ({dimensions} dimensions)' if dimensions else ''}; "
             "run `cx kb reembed` to re-embed everything with the configured model"
         )

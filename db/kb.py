@@ -286,6 +286,21 @@ async def log_search(
     )
 
 
+async def last_search_for_case(conn: asyncpg.Connection, case_id: UUID) -> list[tuple[str, str | None, float]]:
+    """(title, url, fused score) of the articles the case's latest search returned, best first."""
+    rows = await conn.fetch(
+        """
+        SELECT a.title, a.url, (r.value->>'score')::float8 AS score
+        FROM (SELECT results FROM kb_searches WHERE case_id = $1 ORDER BY created_at DESC LIMIT 1) s,
+             jsonb_array_elements(s.results) WITH ORDINALITY AS r(value, n)
+             JOIN kb_articles a ON a.article_id = (r.value->>'article_id')::uuid
+        ORDER BY r.n
+        """,
+        case_id,
+    )
+    return [(r["title"], r["url"], r["score"]) for r in rows]
+
+
 async def counts(conn: asyncpg.Connection) -> tuple[int, int, int]:
     """Published articles, their chunks, and chunks still waiting for an embedding."""
     row = await conn.fetchrow(

@@ -44,4 +44,6 @@ async def sync_space(pool: asyncpg.Pool, source: KnowledgeSource, space_key: str
         report.archived = await kb_db.archive_missing(
             conn, SOURCE, [f"{space_key}:{p.id}" for p in pages], prefix=f"{space_key}:"
         )
+        if report.archived:
+            await kb_db.refresh_statistics(conn)
     return report

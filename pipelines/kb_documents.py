@@ -100,7 +100,7 @@ def _split_front_matter(path: Path, text: str) -> tuple[dict[str, object], str]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise KbFileError(path, f"front matter is not valid YAML ({getattr(exc, 'problem', exc)})",
-                          line=mark.line + 2 if mark else 1) from None
+                          line=mark.line + 1 if mark else 1) from None
     if not isinstance(meta, dict):
         raise KbFileError(path, "front matter must be a mapping of keys to values", line=2)
     return meta, text[end + 4 :].lstrip("\n")
@@ -136,7 +136,7 @@ def read_file(path: Path, root: Path | None = None) -> list[Article]:
         raise KbFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     source_id = str(path.relative_to(root)) if root is not None else path.name
     if kind == "jsonl":
-        return list(_read_jsonl(path, text))
+        return list(_read_jsonl(path, text, source_id))
     if kind == "html":
         title_match = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
         body = html_to_text(text)
@@ -155,7 +155,8 @@ def read_file(path: Path, root: Path | None = None) -> list[Article]:
     return [Article("import", source_id, _meta(path, meta), body.strip())]
 
 
-def _read_jsonl(path: Path, text: str) -> Iterator[Article]:
+def _read_jsonl(path: Path, text: str, source_id: str) -> Iterator[Article]:
+    seen: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -170,12 +171,19 @@ def _read_jsonl(path: Path, text: str) -> Iterator[Article]:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise KbFileError(path, problems, line=number) from None
+        key = item.id or item.title
+        if key in seen:
+            raise KbFileError(path, f"line {seen[key]} already has the {'id' if item.id else 'title'} {key!r}; "
+                                    "give each article its own `id`", line=number)
+        seen[key] = number
         meta = ArticleMeta.model_validate(item.model_dump(include=set(ArticleMeta.model_fields)))
-        yield Article("import", f"{path.name}#{item.id or item.title}", meta, item.body.strip())
+        yield Article("import", f"{source_id}#{key}", meta, item.body.strip())
 
 
 def collect(paths: list[Path]) -> list[tuple[Path, Path | None]]:
-    """Files to import, each with the directory it was found under (for a stable source id)."""
+    """Files to import, each with the directory it was found under. An article is known by its
+    path inside that directory (or its file name when given directly), so importing a folder or
+    one file of it again updates the same article; two files with one such name are refused."""
     found: list[tuple[Path, Path | None]] = []
     for path in paths:
         if path.is_dir():
@@ -184,6 +192,12 @@ def collect(paths: list[Path]) -> list[tuple[Path, Path | None]]:
             found.append((path, None))
         else:
             raise KbFileError(path, "no such file or directory")
+    names: dict[str, Path] = {}
+    for path, root in found:
+        name = str(path.relative_to(root)) if root is not None else path.name
+        if name in names and names[name].resolve() != path.resolve():
+            raise KbFileError(path, f"{names[name]} has the same name; import their folders instead")
+        names[name] = path
     return found
 
 

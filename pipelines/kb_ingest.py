@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from db import embedding_space
 from db import kb as kb_db
 from db.pool import transaction
+from pipelines.embedding_backfill import backfill
 from pipelines.kb_documents import Article, chunk
 from pipelines.ports import Embedder
 
@@ -51,29 +51,12 @@ async def store_articles(
     return changes
 
 
-async def claim_space(pool: asyncpg.Pool, embedder: Embedder, dimensions: int) -> None:
-    async with pool.acquire() as conn:
-        await embedding_space.claim(conn, embedder.provider, embedder.model, dimensions)
-
-
 async def embed_pending(
     pool: asyncpg.Pool, embedder: Embedder, progress: Callable[[int], None] | None = None
 ) -> int:
-    """Embed every chunk that has no vector yet, in batches; returns how many."""
-    done = 0
-    while True:
-        async with pool.acquire() as conn:
-            todo = await kb_db.unembedded_chunks(conn, EMBED_BATCH)
-        if not todo:
-            return done
-        vectors, _ = await embedder.embed([text for _, text in todo])
-        if done == 0:
-            await claim_space(pool, embedder, int(vectors.shape[1]))
-        async with pool.acquire() as conn:
-            await kb_db.set_chunk_embeddings(conn, [i for i, _ in todo], vectors)
-        done += len(todo)
-        if progress is not None:
-            progress(len(todo))
+    """Embed every chunk that has no vector yet; returns how many."""
+    return await backfill(pool, embedder, kb_db.unembedded_chunks, kb_db.set_chunk_embeddings, batch=EMBED_BATCH,
+                          progress=progress)
 
 
 async def ingest(

@@ -17,6 +17,7 @@ import structlog
 from db import examples as examples_db
 from db import triage_models
 from pipelines import model_thread, text_signals
+from pipelines.embedding_backfill import backfill
 from pipelines.finetune import torch_available
 from pipelines.local_model import LocalModel, train
 from pipelines.models import TriageResult
@@ -50,17 +51,8 @@ class TrainReport:
 
 
 async def embed_missing(pool: asyncpg.Pool, embedder: Embedder, batch: int = 2000) -> int:
-    """Give every labelled example an embedding, in batches; returns how many were embedded."""
-    done = 0
-    while True:
-        async with pool.acquire() as conn:
-            todo = await examples_db.missing_embeddings(conn, batch)
-        if not todo:
-            return done
-        vectors, _ = await embedder.embed([text for _, text in todo])
-        async with pool.acquire() as conn:
-            await examples_db.set_embeddings(conn, [i for i, _ in todo], vectors)
-        done += len(todo)
+    """Give every labelled example an embedding; returns how many were embedded now."""
+    return await backfill(pool, embedder, examples_db.missing_embeddings, examples_db.set_embeddings, batch=batch)
 
 
 async def train_local(pool: asyncpg.Pool, embedder: Embedder | None) -> TrainReport:

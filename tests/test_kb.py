@@ -328,6 +328,38 @@ async def test_reimport_embeds_nothing_and_an_edit_reembeds_only_the_changed_chu
     assert new_row[0] == old_row[0] and new_row[7] > old_row[7] and LIMITS_V2 in new_row[3]
 
 
+async def test_same_named_jsonl_files_in_different_folders_are_different_articles(pool, tmp_path):
+    for folder in ("cards", "transfers"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "faq.jsonl").write_text(
+            json.dumps({"id": "1", "title": f"{folder} question", "body": f"The {folder} answer."}) + "\n"
+        )
+    articles = load(tmp_path)
+    assert len({a.source_id for a in articles}) == 2, [a.source_id for a in articles]
+    embedder = CountingEmbedder()
+    assert (await ingest(pool, articles, embedder)).changes == {"created": 2}
+    embedder.texts.clear()
+    again = await ingest(pool, load(tmp_path), embedder)
+    assert again.changes == {"unchanged": 2} and embedder.texts == []
+
+
+async def test_jsonl_articles_sharing_a_title_are_kept_apart(pool, tmp_path):
+    path = tmp_path / "export.jsonl"
+    path.write_text(json.dumps({"title": "Fees", "body": "Card fees: none."}) + "\n"
+                    + json.dumps({"title": "Fees", "body": "Transfer fees: £5."}) + "\n")
+    try:
+        articles = read_file(path)
+    except KbFileError as exc:  # refusing the file, naming the duplicate's line, would do too
+        assert f"{path}:2" in str(exc)
+        return
+    await ingest(pool, articles, None)
+    again = await ingest(pool, read_file(path), None)
+    async with pool.acquire() as conn:
+        stored = sorted(await conn.fetchval("SELECT array_agg(content) FROM kb_articles"))
+    assert stored == ["Card fees: none.", "Transfer fees: £5."]
+    assert again.changes == {"unchanged": 2}
+
+
 # ---- 4. one embedding space ----------------------------------------------------------------------------------
 
 
@@ -481,19 +513,28 @@ async def count(dsn: str, table: str) -> int:
         await conn.close()
 
 
+def summary(stdout: str) -> list[int] | None:
+    """The numbers of the summary table's one data row."""
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│┃|").split("│")]
+        if len(cells) == 6 and all(c.isdigit() for c in cells):
+            return [int(c) for c in cells]
+    return None
+
+
 async def test_cli_imports_and_searches_without_embeddings(dsn):
     env = cx_env(DATABASE_URL=dsn)
     result = cx("kb", "import", str(SAMPLES), "--embeddings", "none", env=env)
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines() if line.strip()]
-    assert any(r[:1] == ["24"] for r in [[c for c in row if c not in "│┃|"] for row in rows]), result.stdout
     assert "created" in result.stdout and "No embeddings" in result.stdout
     assert await count(dsn, "kb_articles") == 24
     chunks = await count(dsn, "kb_chunks")
+    # created, updated, unchanged, chunks embedded, articles in KB, chunks in KB
+    assert summary(result.stdout) == [24, 0, 0, 0, 24, chunks], result.stdout
     assert f"{chunks} chunks have no vector" in result.stdout
 
     again = cx("kb", "import", str(SAMPLES), "--embeddings", "none", env=env)
-    assert again.returncode == 0 and await count(dsn, "kb_articles") == 24
+    assert again.returncode == 0 and summary(again.stdout) == [0, 0, 24, 0, 24, chunks], again.stdout
 
     found = cx("kb", "search", "card arrived", "--json", "--embeddings", "none", "-k", "3", env=env)
     assert found.returncode == 0, found.stderr

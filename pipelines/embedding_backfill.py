@@ -1,0 +1,39 @@
+"""Filling in missing embeddings in batches, for any table that stores them, in the one embedding
+space of the deployment."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+
+from db import embedding_space
+from pipelines.ports import Embedder
+
+Pending = Callable[[asyncpg.Connection, int], Awaitable[list[tuple[UUID, str]]]]
+Store = Callable[[asyncpg.Connection, Sequence[UUID], np.ndarray], Awaitable[None]]
+
+
+async def backfill(
+    pool: asyncpg.Pool, embedder: Embedder, pending: Pending, store: Store, *, batch: int,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Embed what `pending` returns until nothing is left; returns how many. Another model than the
+    recorded one is refused before anything is embedded (or billed); the first batch records it."""
+    async with pool.acquire() as conn:
+        await embedding_space.check(conn, embedder.provider, embedder.model)
+    done = 0
+    while True:
+        async with pool.acquire() as conn:
+            todo = await pending(conn, batch)
+        if not todo:
+            return done
+        vectors, _ = await embedder.embed([text for _, text in todo])
+        async with pool.acquire() as conn, conn.transaction():
+            await embedding_space.claim(conn, embedder.provider, embedder.model, int(vectors.shape[1]))
+            await store(conn, [i for i, _ in todo], vectors)
+        done += len(todo)
+        if progress is not None:
+            progress(len(todo))
