@@ -1,7 +1,7 @@
 """Knowledge-base hybrid search at scale: latency of `db.kb.hybrid_search` and recall of its HNSW ranking.
 
     python bench/kb_search.py [--chunks 100000] [--queries 300] [--warmup 30] [--seed 0]
-                              [--keep-indexes] [--json]
+                              [--diagnostics 100] [--ef-search N] [--keep-indexes] [--json]
 
 Loads synthetic articles into a scratch database on the embedded server in a temporary directory
 (or DATABASE_URL's server), dropped afterwards. The data is made to be searched like a real one:
@@ -9,16 +9,24 @@ Loads synthetic articles into a scratch database on the embedded server in a tem
 - vectors (384-d, unit length): a few hundred cluster centres drawn from a low-rank subspace (real
   embeddings are anisotropic), clusters of uneven size, each article a point near its cluster's
   centre and each chunk a point near its article's, so neighbours are dense and near-ties common;
-- text: words from a Zipf-distributed vocabulary (English stop words at the head, support words,
-  then a few thousand pronounceable made-up words), mixed with each cluster's own topic words, in
-  chunks of up to 230 words as the importer cuts them; titles, headings, tags and title_terms too.
+- text: about 5,000 English-like words. Four chunk words in five come from a Zipf-distributed
+  general vocabulary (English stop words at the head, then support words like "card" and "payment"
+  found in a sixth to a half of all chunks, then made-up words); one in five from the dozen topic
+  words of the chunk's cluster, found nowhere else (product and feature names). Chunks have up to
+  230 words, as the importer cuts them; titles, headings, tags and title_terms too.
 
 Rows are loaded with COPY, before the full-text (GIN) and the partial HNSW index are built
 (`--keep-indexes` loads into the indexes instead, to compare). Then every query, a vector near a
 random article plus 3-8 words with that article's topic, is timed through `hybrid_search` (k=10)
-on one connection, without and with a category filter. recall@10 compares the top 10 of the
-product's own vector ranking SQL (`db.kb._vector_ranking`, with hybrid_search's SET LOCALs) with
-exact nearest neighbours computed by numpy over the loaded vectors.
+on one connection, as the product calls it: without and with a category filter (a category drawn
+independently of the query, so that about 1 chunk in 20 passes: the hard case for the HNSW scan).
+
+recall@10 compares the top 10 of the product's own vector ranking SQL (`db.kb._vector_ranking`,
+with hybrid_search's SET LOCALs, planned for its parameters) with the exact nearest neighbours,
+computed by numpy over the loaded vectors. On the first `--diagnostics` queries it also times full
+text alone, and hybrid_search with `plan_cache_mode = force_custom_plan`: asyncpg prepares every
+statement, and after five executions Postgres may switch to a generic plan;
+`generic_plan_uses_hnsw` says whether that plan still reaches the HNSW index.
 """
 
 from __future__ import annotations
@@ -52,7 +60,8 @@ K = 10
 CLUSTERS = 300
 LATENT_DIMS = 64  # cluster centres mostly live in a subspace of this rank
 CATEGORIES = 20
-TOPIC_WORDS = 40  # words peculiar to each cluster
+GENERAL_WORDS = 1400  # Zipf-distributed vocabulary shared by all chunks
+TOPIC_WORDS = 12  # words peculiar to each cluster, found in no other
 TOPIC_SHARE = 0.2  # share of a chunk's words drawn from its cluster's topic words
 BATCH = 10_000  # chunks per COPY
 HNSW_INDEX = "kb_chunks_embedding_384_idx"
@@ -98,9 +107,9 @@ def deterministic_uuids(rng: np.random.Generator, n: int) -> list[uuid.UUID]:
 class Corpus:
     """Everything generated up front except chunk text, which is made batch by batch while loading."""
 
-    vocab: np.ndarray  # word strings, Zipf rank order
-    cdf: np.ndarray  # cumulative Zipf probabilities over vocab
-    topic_words: np.ndarray  # (CLUSTERS, TOPIC_WORDS) vocab indices
+    vocab: np.ndarray  # word strings: the general vocabulary in Zipf rank order, then the topic words
+    cdf: np.ndarray  # cumulative Zipf probabilities over the general vocabulary
+    topic_words: np.ndarray  # (CLUSTERS, TOPIC_WORDS) vocab indices, disjoint
     topic_cdf: np.ndarray  # Zipf over a topic's words
     categories: list[str]
     article_ids: list[uuid.UUID]
@@ -138,15 +147,12 @@ def draw(rng: np.random.Generator, cdf: np.ndarray, size: int | tuple[int, ...])
     return np.minimum(np.searchsorted(cdf, rng.random(size)), len(cdf) - 1)
 
 
-def make_corpus(n_chunks: int, seed: int, vocab_size: int = 4000) -> Corpus:
+def make_corpus(n_chunks: int, seed: int) -> Corpus:
     rng = np.random.default_rng(seed)
-    vocab = make_vocab(rng, vocab_size)
-    cdf = zipf_cdf(len(vocab))
+    vocab = make_vocab(rng, GENERAL_WORDS + CLUSTERS * TOPIC_WORDS)
+    cdf = zipf_cdf(GENERAL_WORDS)
     head = len(STOP_WORDS) + len(SUPPORT_WORDS)
-    # Topic words: the support words and the made-up words of middling and low frequency.
-    topic_words = np.stack([
-        rng.choice(np.arange(len(STOP_WORDS), len(vocab)), TOPIC_WORDS, replace=False) for _ in range(CLUSTERS)
-    ])
+    topic_words = GENERAL_WORDS + rng.permutation(CLUSTERS * TOPIC_WORDS).reshape(CLUSTERS, TOPIC_WORDS)
     topic_cdf = zipf_cdf(TOPIC_WORDS, 0.8)
     categories = [f"category_{i:02d}" for i in range(CATEGORIES)]
 
@@ -292,14 +298,41 @@ VECTOR_SQL = ("WITH " + kb._vector_ranking(DIMS).strip().rstrip(",")
               + " SELECT chunk_id FROM vector_ranked WHERE $1::text IS NULL OR true ORDER BY rank")
 
 
+def search_sql() -> str:
+    """hybrid_search's statement for a query with a vector."""
+    return kb._SEARCH.format(vector=kb._vector_ranking(DIMS), rrf=kb.RRF_K, text_candidates=kb.TEXT_CANDIDATES)
+
+
 async def vector_top(conn: asyncpg.Connection, query: Query, *, filtered: bool) -> tuple[list[uuid.UUID], float]:
+    """The product's vector ranking with hybrid_search's settings, planned for these parameters
+    (a custom plan: that is the HNSW path; see `generic_plan_uses_hnsw`)."""
     started = time.perf_counter()
     async with conn.transaction():
         await conn.execute(f"SET LOCAL hnsw.ef_search = {kb.EF_SEARCH}")
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         rows = await conn.fetch(VECTOR_SQL, "", query.vector, K * kb.CANDIDATES_PER_RESULT,
                                 query.category if filtered else None, None)
     return [r["chunk_id"] for r in rows], (time.perf_counter() - started) * 1000
+
+
+async def plans_use_hnsw(conn: asyncpg.Connection, query: Query) -> tuple[bool, bool]:
+    """Whether hybrid_search's statement reaches the HNSW index in a custom plan (planned for the
+    parameters' values) and in the generic plan that Postgres may switch a prepared statement to
+    after five executions (asyncpg prepares and caches every statement)."""
+    literal = "'[" + ",".join(repr(float(x)) for x in query.vector) + "]'"
+    out = []
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {kb.EF_SEARCH}")
+        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        await conn.execute(f"PREPARE bench_search (text, vector, int, text, text[], int) AS {search_sql()}")
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+            plan = await conn.fetch(
+                f"EXPLAIN EXECUTE bench_search('x', {literal}, {K * kb.CANDIDATES_PER_RESULT}, NULL, NULL, {K})")
+            out.append(any(HNSW_INDEX in r[0] for r in plan))
+        await conn.execute("DEALLOCATE bench_search")
+    return out[0], out[1]
 
 
 async def load(conn: asyncpg.Connection, corpus: Corpus, seed: int, keep_indexes: bool,
@@ -404,8 +437,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "pg_size_pretty(pg_total_relation_size('kb_chunks')) AS table_size",
             HNSW_INDEX,
         )
-        plan = "\n".join(r[0] for r in await conn.fetch(
-            "EXPLAIN " + VECTOR_SQL, "", measured[0].vector, K * kb.CANDIDATES_PER_RESULT, None, None))
+        custom_hnsw, generic_hnsw = await plans_use_hnsw(conn, measured[0])
 
         progress("warming up")
         await timed_searches(conn, warmup, filtered=False)
@@ -415,8 +447,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         progress(f"timing {len(measured)} searches")
         latencies, returned = await timed_searches(conn, measured, filtered=False)
+        progress(f"p50 {statistics.median(latencies):.1f} ms, p95 {percentile(latencies, 0.95):.1f} ms; with a filter")
         filtered_latencies, filtered_returned = await timed_searches(conn, measured, filtered=True)
-        text_latencies, _ = await timed_searches(conn, measured, filtered=False, vector=False)
+        # Where the time goes, on a subset: full text alone, and every statement planned afresh
+        # for its parameters (no generic plans).
+        subset = measured[:args.diagnostics]
+        progress(f"diagnostics on {len(subset)} searches")
+        text_latencies, _ = await timed_searches(conn, subset, filtered=False, vector=False)
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
+        await timed_searches(conn, warmup[:5], filtered=False)
+        custom_latencies, _ = await timed_searches(conn, subset, filtered=False)
+        await conn.execute("RESET plan_cache_mode")
 
         progress("measuring recall")
         found, vector_ms = [], []
@@ -455,12 +496,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "vector_only_p95_ms": round(percentile(vector_ms, 0.95), 2),
         "text_only_p50_ms": round(statistics.median(text_latencies), 2),
         "text_only_p95_ms": round(percentile(text_latencies, 0.95), 2),
+        "custom_plan_p50_ms": round(statistics.median(custom_latencies), 2),
+        "custom_plan_p95_ms": round(percentile(custom_latencies, 0.95), 2),
+        "diagnostic_queries": len(subset),
         "load_seconds": round(timings["load_seconds"], 1),
         "index_seconds": round(timings["index_seconds"], 1),
         "gin_index_seconds": round(timings["gin_index_seconds"], 1),
         "analyze_seconds": round(timings["analyze_seconds"], 1),
         "indexes_kept_during_load": args.keep_indexes,
-        "hnsw_index_used": HNSW_INDEX in plan,
+        "custom_plan_uses_hnsw": custom_hnsw,
+        "generic_plan_uses_hnsw": generic_hnsw,
         "hnsw_size": server["hnsw_size"],
         "table_size": server["table_size"],
         "ef_search": kb.EF_SEARCH,
@@ -480,6 +525,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--diagnostics", type=int, default=100,
+                        help="queries for the extra timings (full text alone, custom plans)")
+    parser.add_argument("--ef-search", type=int, default=None,
+                        help=f"try another hnsw.ef_search than db.kb's ({kb.EF_SEARCH}); patched in, for comparison")
     parser.add_argument("--keep-indexes", action="store_true",
                         help="load into the HNSW and GIN indexes instead of building them afterwards")
     parser.add_argument("--json", action="store_true")
@@ -487,6 +536,8 @@ def main() -> None:
     if args.chunks < 5 * K or args.queries < 1:
         parser.error("need --chunks >= 50 and --queries >= 1")
     configure_logging("warning", "console")
+    if args.ef_search is not None:
+        kb.EF_SEARCH = args.ef_search  # hybrid_search reads it on every call
     result = asyncio.run(run(args))
     if args.json:
         print(json.dumps(result))

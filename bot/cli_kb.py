@@ -25,11 +25,12 @@ kb_app.add_typer(sync_app, name="sync")
 async def kb_import(
     paths: Annotated[list[Path], typer.Argument(help="Markdown, HTML, text or JSONL files, or folders of them")],
     embeddings: EmbeddingsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Import articles; unchanged ones are skipped, changed ones re-embed only their changed chunks."""
     from pipelines.kb_ingest import embed_pending, store_articles
 
-    settings = settings_from_env()
+    settings = settings_from_env(quiet=as_json)
     try:
         articles = [a for path, root in collect(paths) for a in read_file(path, root)]
     except KbFileError as exc:
@@ -47,9 +48,13 @@ async def kb_import(
                 embedded = await embed_pending(pool, embedder, lambda n: progress.advance(task, n))
         async with pool.acquire() as conn:
             articles_total, chunks_total, unembedded = await kb_db.counts(conn)
+    summary = {"created": changes["created"], "updated": changes["updated"], "unchanged": changes["unchanged"],
+               "chunks_embedded": embedded, "articles": articles_total, "chunks": chunks_total}
+    if as_json:
+        print(json.dumps(summary))
+        return
     table = Table("created", "updated", "unchanged", "chunks embedded", "articles in KB", "chunks in KB")
-    table.add_row(*(str(changes[k]) for k in ("created", "updated", "unchanged")), str(embedded),
-                  str(articles_total), str(chunks_total))
+    table.add_row(*(str(v) for v in summary.values()))
     out.print(table)
     if embedder is None:
         out.print(f"No embeddings (EMBEDDINGS=none): search uses full text only; {unembedded} chunks have no vector.")

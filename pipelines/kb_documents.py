@@ -214,20 +214,25 @@ def _sections(body: str) -> list[tuple[str | None, str]]:
 
 def _windows(text: str) -> list[str]:
     """Windows of at most CHUNK_WORDS words, OVERLAP_WORDS shared with the previous one, ending
-    at a paragraph break when one falls in the second half of the window."""
+    at a paragraph break when one falls in the second half of the window. Line breaks are kept,
+    so numbered steps stay one per line."""
     words: list[str] = []
-    breaks: set[int] = set()  # word positions that end a paragraph
+    ends: dict[int, str] = {}  # word position -> the break after it
     for paragraph in re.split(r"\n\s*\n", text):
-        if paragraph.split():
-            words += paragraph.split()
-            breaks.add(len(words))
+        for line in paragraph.splitlines():
+            if line.split():
+                words += line.split()
+                ends[len(words)] = "\n"
+        if words and len(words) in ends:
+            ends[len(words)] = "\n\n"
     out: list[str] = []
     start = 0
     while start < len(words):
         end = min(start + CHUNK_WORDS, len(words))
         if end < len(words):
-            end = max((b for b in breaks if start + CHUNK_WORDS // 2 < b <= end), default=end)
-        out.append("".join(w + ("\n\n" if i + 1 in breaks else " ") for i, w in enumerate(words[start:end], start)).strip())
+            paragraph_ends = (b for b, kind in ends.items() if kind == "\n\n" and start + CHUNK_WORDS // 2 < b <= end)
+            end = max(paragraph_ends, default=end)
+        out.append("".join(w + ends.get(i + 1, " ") for i, w in enumerate(words[start:end], start)).strip())
         if end == len(words):
             break
         start = end - OVERLAP_WORDS

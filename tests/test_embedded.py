@@ -89,13 +89,21 @@ def test_demo_triages_the_sample_inbox_offline_and_reports_health(tmp_path):
     assert "database" in result.stdout and "pgvector" in result.stdout
     assert "PostgreSQL 18" in result.stdout
     assert "Inbox: appended 1, created 9, skipped 2" in result.stdout
-    assert result.stdout.count("CX-10") == 9
-    rows = {line.split("│")[3].strip(): line for line in result.stdout.splitlines() if "│ CX-10" in line}
+    assert "Knowledge base: 24 articles" in result.stdout and "(24 new, 0 changed" in result.stdout
+    rows = {line.split("│")[3].strip(): line for line in result.stdout.splitlines() if line.startswith("│ CX-10")}
+    assert len(rows) == 9
     assert "card_delivery / card_arrival" in rows["New card still hasn't arrived"]
     # German: the English history cannot vouch for it, so a person takes it.
     assert "human_owned" in rows["Karte gestohlen – bitte sofort sperren"]
+    # Every drafted case shows its articles, its draft and why it waits for review (offline: always).
+    card = result.stdout[result.stdout.index("New card still hasn't arrived · card_delivery/card_arrival"):]
+    card = card[: card.index("╰")]
+    assert "1. When will my card arrive?" in card
+    assert "Decision review: an extractive (offline) draft is always reviewed" in card
+    assert "Our help article" in card and "help.northwind.example/articles/card-arrival" in card
     again = cx("demo", env=env, timeout=300)
     assert again.returncode == 0 and "Inbox: duplicate 10, skipped 2" in again.stdout
+    assert "(0 new, 0 changed, 0 chunks embedded)" in again.stdout
     assert "Training" not in again.stdout, "nothing new to learn, no retraining"
 
 
