@@ -230,12 +230,16 @@ best AS (
     FROM fused f JOIN kb_chunks c USING (chunk_id)
     ORDER BY c.article_id, f.score DESC
 )
-SELECT b.*, a.title, a.url, a.category, a.subcategory,
+SELECT b.article_id, b.chunk_id, b.heading, b.content, b.vector_rank, b.text_rank,
+       -- The triaged subcategory, when given, is a third ranking in which the articles filed
+       -- under it come first: it breaks near-ties the way the classifier already decided.
+       b.score + CASE WHEN a.subcategory = $7 THEN 1.0 / ({rrf} + 1) ELSE 0 END AS score,
+       a.title, a.url, a.category, a.subcategory,
        ts_headline('english', b.content, (SELECT loose FROM query),
                    'MaxWords=40, MinWords=20, MaxFragments=1, StartSel="", StopSel="", FragmentDelimiter=" … "')
            AS snippet
 FROM best b JOIN kb_articles a USING (article_id)
-ORDER BY b.score DESC, a.title
+ORDER BY score DESC, a.title
 LIMIT $6
 """
 
@@ -248,9 +252,11 @@ async def hybrid_search(
     *,
     category: str | None = None,
     tags: Sequence[str] | None = None,
+    prefer_subcategory: str | None = None,
 ) -> list[Hit]:
     """The k best articles for `query`, each with its best chunk, by reciprocal-rank fusion of the
-    vector ranking (HNSW) and the full-text ranking. Without a vector, full text alone."""
+    vector ranking (HNSW), the full-text ranking and, for a triaged case, its subcategory.
+    Without a vector, full text alone."""
     sql = _SEARCH.format(
         vector=_vector_ranking(int(vector.shape[0])) if vector is not None else _NO_VECTOR, rrf=RRF_K,
         text_candidates=TEXT_CANDIDATES,
@@ -262,7 +268,7 @@ async def hybrid_search(
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         rows = await conn.fetch(
             sql, query, vector if vector is not None else None, k * CANDIDATES_PER_RESULT, category,
-            list(tags) if tags else None, k,
+            list(tags) if tags else None, k, prefer_subcategory,
         )
     return [
         Hit(

@@ -64,7 +64,8 @@ async def draft_case(
 
     try:
         query = f"{case.subject}\n{case.description}" if case.subject else case.description
-        hits = await search(pool, embedder, query[:2000], ARTICLES, case_id=case_id)
+        hits = await search(pool, embedder, query[:2000], ARTICLES, prefer_subcategory=case.subcategory,
+                            case_id=case_id)
         draft = await drafter.draft(DraftInput(
             case_ref=case.ref, subject=case.subject, body=case.description, customer_name=case.customer_name,
             tier=case.tier, category=case.category, subcategory=case.subcategory, priority=case.priority,

@@ -22,6 +22,7 @@ async def search(
     *,
     category: str | None = None,
     tags: Sequence[str] | None = None,
+    prefer_subcategory: str | None = None,
     origin: str = "pipeline",
     case_id: UUID | None = None,
 ) -> list[Hit]:
@@ -33,6 +34,7 @@ async def search(
     async with pool.acquire() as conn:
         if vector is not None:
             await embedding_space.check(conn, embedder.provider, embedder.model, int(vector.shape[0]))
-        hits = await kb_db.hybrid_search(conn, query, vector, k, category=category, tags=tags)
+        hits = await kb_db.hybrid_search(conn, query, vector, k, category=category, tags=tags,
+                                         prefer_subcategory=prefer_subcategory)
         await kb_db.log_search(conn, query, hits, origin=origin, case_id=case_id)
     return hits
