@@ -23,16 +23,17 @@ independently of the query, so that about 1 chunk in 20 passes: the hard case fo
 
 recall@10 compares the top 10 of the product's own vector ranking SQL (`db.kb._vector_ranking`,
 with hybrid_search's SET LOCALs, planned for its parameters) with the exact nearest neighbours,
-computed by numpy over the loaded vectors. On the first `--diagnostics` queries it also times full
-text alone, and hybrid_search with `plan_cache_mode = force_custom_plan`: asyncpg prepares every
-statement, and after five executions Postgres may switch to a generic plan;
-`generic_plan_uses_hnsw` says whether that plan still reaches the HNSW index.
+computed by numpy over the loaded vectors. On the first `--diagnostics` queries it also measures
+filtered recall, and times full text alone and hybrid_search with `plan_cache_mode =
+force_custom_plan`: asyncpg prepares every statement, and after five executions Postgres may switch
+to a generic plan; `generic_plan_uses_hnsw` says whether that plan still reaches the HNSW index.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import hashlib
 import json
@@ -298,18 +299,41 @@ VECTOR_SQL = ("WITH " + kb._vector_ranking(DIMS).strip().rstrip(",")
               + " SELECT chunk_id FROM vector_ranked WHERE $1::text IS NULL OR true ORDER BY rank")
 
 
-def search_sql() -> str:
-    """hybrid_search's statement for a query with a vector."""
-    return kb._SEARCH.format(vector=kb._vector_ranking(DIMS), rrf=kb.RRF_K, text_candidates=kb.TEXT_CANDIDATES)
+class _Recorder:
+    """Stands in for a connection to record the statements hybrid_search runs, with their arguments."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, tuple]] = []
+
+    def transaction(self) -> contextlib.nullcontext:
+        return contextlib.nullcontext()
+
+    async def execute(self, sql: str, *args: object) -> str:
+        self.statements.append((sql, args))
+        return ""
+
+    async def fetch(self, sql: str, *args: object) -> list:
+        self.statements.append((sql, args))
+        return []
 
 
-async def vector_top(conn: asyncpg.Connection, query: Query, *, filtered: bool) -> tuple[list[uuid.UUID], float]:
-    """The product's vector ranking with hybrid_search's settings, planned for these parameters
-    (a custom plan: that is the HNSW path; see `generic_plan_uses_hnsw`)."""
+async def recorded_search(query: Query, *, filtered: bool) -> tuple[list[str], str, tuple]:
+    """hybrid_search's settings statements (its SET LOCALs), then its search statement and arguments."""
+    recorder = _Recorder()
+    await kb.hybrid_search(recorder, query.text, query.vector, K,  # type: ignore[arg-type]
+                           category=query.category if filtered else None)
+    *settings, (sql, args) = recorder.statements
+    return [s for s, _ in settings], sql, args
+
+
+async def vector_top(conn: asyncpg.Connection, query: Query, settings: list[str], *,
+                     filtered: bool) -> tuple[list[uuid.UUID], float]:
+    """The product's vector ranking under hybrid_search's settings, planned for these parameters
+    (a custom plan, which is the HNSW path; see `generic_plan_uses_hnsw`)."""
     started = time.perf_counter()
     async with conn.transaction():
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {kb.EF_SEARCH}")
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        for statement in settings:
+            await conn.execute(statement)
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         rows = await conn.fetch(VECTOR_SQL, "", query.vector, K * kb.CANDIDATES_PER_RESULT,
                                 query.category if filtered else None, None)
@@ -320,19 +344,26 @@ async def plans_use_hnsw(conn: asyncpg.Connection, query: Query) -> tuple[bool, 
     """Whether hybrid_search's statement reaches the HNSW index in a custom plan (planned for the
     parameters' values) and in the generic plan that Postgres may switch a prepared statement to
     after five executions (asyncpg prepares and caches every statement)."""
-    literal = "'[" + ",".join(repr(float(x)) for x in query.vector) + "]'"
-    out = []
+    settings, sql, args = await recorded_search(query, filtered=False)
+    assert "$bench$" not in sql
     async with conn.transaction():
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {kb.EF_SEARCH}")
-        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        await conn.execute(f"PREPARE bench_search (text, vector, int, text, text[], int) AS {search_sql()}")
-        for mode in ("force_custom_plan", "force_generic_plan"):
-            await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
-            plan = await conn.fetch(
-                f"EXPLAIN EXECUTE bench_search('x', {literal}, {K * kb.CANDIDATES_PER_RESULT}, NULL, NULL, {K})")
-            out.append(any(HNSW_INDEX in r[0] for r in plan))
-        await conn.execute("DEALLOCATE bench_search")
-    return out[0], out[1]
+        for statement in settings:
+            await conn.execute(statement)
+        custom = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
+        # EXPLAIN (GENERIC_PLAN) takes no parameter values, which asyncpg would insist on: run it in
+        # plpgsql and hand the plan back through a transaction-local setting.
+        await conn.execute(f"""
+            DO $do$
+            DECLARE line text; plan text := '';
+            BEGIN
+                FOR line IN EXECUTE 'EXPLAIN (GENERIC_PLAN) ' || $bench${sql}$bench$ LOOP
+                    plan := plan || line || E'\\n';
+                END LOOP;
+                PERFORM set_config('bench.generic_plan', plan, true);
+            END
+            $do$""")
+        generic = await conn.fetchval("SELECT current_setting('bench.generic_plan')")
+    return HNSW_INDEX in custom, HNSW_INDEX in generic
 
 
 async def load(conn: asyncpg.Connection, corpus: Corpus, seed: int, keep_indexes: bool,
@@ -438,12 +469,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             HNSW_INDEX,
         )
         custom_hnsw, generic_hnsw = await plans_use_hnsw(conn, measured[0])
+        settings_statements = (await recorded_search(measured[0], filtered=False))[0]
 
         progress("warming up")
         await timed_searches(conn, warmup, filtered=False)
         await timed_searches(conn, warmup, filtered=True)
         for q in warmup:
-            await vector_top(conn, q, filtered=False)
+            await vector_top(conn, q, settings_statements, filtered=False)
 
         progress(f"timing {len(measured)} searches")
         latencies, returned = await timed_searches(conn, measured, filtered=False)
@@ -462,19 +494,19 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         progress("measuring recall")
         found, vector_ms = [], []
         for q in measured:
-            ids, ms = await vector_top(conn, q, filtered=False)
+            ids, ms = await vector_top(conn, q, settings_statements, filtered=False)
             found.append(ids)
             vector_ms.append(ms)
         found_filtered, found_filtered_count = [], []
-        for q in measured:
-            ids, _ = await vector_top(conn, q, filtered=True)
+        for q in subset:
+            ids, _ = await vector_top(conn, q, settings_statements, filtered=True)
             found_filtered.append(ids)
             found_filtered_count.append(len(ids))
         articles, chunks = await conn.fetchval("SELECT count(*) FROM kb_articles"), await conn.fetchval(
             "SELECT count(*) FROM kb_chunks")
 
     exact = exact_top(corpus, measured, filtered=False)
-    exact_filtered = exact_top(corpus, measured, filtered=True)
+    exact_filtered = exact_top(corpus, subset, filtered=True)
     return {
         "chunks": chunks,
         "articles": articles,
