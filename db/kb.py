@@ -19,10 +19,10 @@ RRF_K = 60
 # Each ranking contributes this many chunks per wanted result before fusion.
 CANDIDATES_PER_RESULT = 8
 # Full-text candidates: at most this many matches of the query's rarest words are ranked ...
-TEXT_MATCH_BUDGET = 300
+TEXT_MATCH_BUDGET = 1000
 # ... and the best of them by ts_rank are scored by BM25 (which reads every candidate's whole
 # tsvector: the cost of a full-text search grows with this number).
-TEXT_CANDIDATES = 30
+TEXT_CANDIDATES = 100
 # HNSW candidate list: pgvector's default of 40 gave recall@10 below 0.95 at 100k chunks.
 EF_SEARCH = 100
 
@@ -214,7 +214,7 @@ text_candidates AS (
     WHERE c.tsv @@ (SELECT q FROM candidate_query) AND a.status = 'published'
       AND ($4::text IS NULL OR a.category = $4) AND ($5::text[] IS NULL OR a.tags @> $5)
     ORDER BY ts_rank(c.tsv, (SELECT q FROM loose), 1) DESC
-    LIMIT least($3::int, {text_candidates})
+    LIMIT greatest($3::int, {text_candidates})
 ),
 text_scored AS (
     SELECT t.chunk_id,
