@@ -43,7 +43,7 @@ def write_articles(folder: Path, n: int, seed: int) -> None:
             sections.append(f"## {' '.join(rng.choices(words, k=3)).capitalize()}\n\n" + "\n\n".join(paragraphs))
         title = " ".join(rng.choices(words, k=5)).capitalize()
         (folder / f"article-{i:05d}.md").write_text(
-            f"---\ntitle: {title}\ncategory: {rng.choice(categories)}\ntags: [{', '.join(rng.choices(words, k=3))}]\n"
+            f"---\ntitle: {title}\ncategory: {rng.choice(categories)}\ntags: {json.dumps(rng.choices(words, k=3))}\n"
             f"url: https://help.example/{i}\n---\n\n{' '.join(rng.choices(words, k=30))}.\n\n" + "\n\n".join(sections)
         )
 
