@@ -22,6 +22,7 @@ from pipelines.kb_documents import CHUNK_WORDS, OVERLAP_WORDS, Article, ArticleM
 from pipelines.kb_ingest import ingest, reembed
 from pipelines.kb_search import search
 from tests.cli_runner import ROOT, cx, cx_env
+from tests.test_cli_intake import count
 
 SAMPLES = ROOT / "samples" / "kb"
 QUESTIONS = yaml.safe_load((ROOT / "tests" / "data" / "kb_questions.yaml").read_text())
@@ -190,20 +191,13 @@ def test_unterminated_front_matter_is_refused(tmp_path: Path):
     assert str(caught.value).startswith(f"{path}:1:")
 
 
-def test_jsonl_invalid_json_on_line_3_is_named(tmp_path: Path):
+@pytest.mark.parametrize(("line_3", "problem"), [('{"title": "C", "body": ', "not valid JSON"), ('{"title": "C"}', "body")])
+def test_a_bad_jsonl_line_3_is_named(tmp_path: Path, line_3: str, problem: str):
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"title": "A", "body": "a"}\n{"title": "B", "body": "b"}\n{"title": "C", "body": \n')
+    path.write_text('{"title": "A", "body": "a"}\n{"title": "B", "body": "b"}\n' + line_3 + "\n")
     with pytest.raises(KbFileError) as caught:
         read_file(path)
-    assert f"{path}:3" in str(caught.value) and "not valid JSON" in str(caught.value)
-
-
-def test_jsonl_missing_body_on_line_3_is_named(tmp_path: Path):
-    path = tmp_path / "nobody.jsonl"
-    path.write_text('{"title": "A", "body": "a"}\n{"title": "B", "body": "b"}\n{"title": "C"}\n')
-    with pytest.raises(KbFileError) as caught:
-        read_file(path)
-    assert f"{path}:3" in str(caught.value) and "body" in str(caught.value)
+    assert f"{path}:3" in str(caught.value) and problem in str(caught.value)
 
 
 def test_unsupported_suffix_is_refused(tmp_path: Path):
@@ -505,12 +499,6 @@ async def test_every_search_is_logged_with_its_results(demo_kb, minilm):
 # ---- 7. the command line -------------------------------------------------------------------------------------
 
 
-async def count(dsn: str, table: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(f"SELECT count(*) FROM {table}")
-    finally:
-        await conn.close()
 
 
 def summary(stdout: str) -> list[int] | None:
