@@ -63,5 +63,6 @@ async def test_a_webhook_case_is_triaged_by_the_worker(pool, dsn):
             proc.kill()
     assert (case["category"], case["subcategory"]) == ("security", "lost_or_stolen_card")
     assert case["priority"] == "high", "security starts high; 'stolen' keeps it there"
-    assert case["status"] in ("drafting", "human_owned")
+    # Routed to drafting or a person; the same worker may already have drafted it for review.
+    assert case["status"] in ("drafting", "awaiting_review", "human_owned")
     assert case["triage_model"] == "tfidf-svm"
