@@ -208,12 +208,19 @@ candidate_query AS (
     SELECT CASE WHEN rare.words > 0 THEN rare.q ELSE query.strict END AS q FROM rare, query
 ),
 {vector}
+-- Capped before ranking: when every query word is common, the strict AND can still match most
+-- of the knowledge base (measured: 25k chunks, 259 ms, for "is on downgrade to and"), and such
+-- words barely tell chunks apart anyway; the vector ranking carries those queries.
+text_matches AS (
+    SELECT c.chunk_id, c.article_id, c.tsv FROM kb_chunks c
+    WHERE c.tsv @@ (SELECT q FROM candidate_query)
+    LIMIT {budget}
+),
 text_candidates AS (
-    SELECT c.chunk_id, c.tsv
-    FROM kb_chunks c JOIN kb_articles a USING (article_id)
-    WHERE c.tsv @@ (SELECT q FROM candidate_query) AND a.status = 'published'
-      AND ($4::text IS NULL OR a.category = $4) AND ($5::text[] IS NULL OR a.tags @> $5)
-    ORDER BY ts_rank(c.tsv, (SELECT q FROM loose), 1) DESC
+    SELECT m.chunk_id, m.tsv
+    FROM text_matches m JOIN kb_articles a USING (article_id)
+    WHERE a.status = 'published' AND ($4::text IS NULL OR a.category = $4) AND ($5::text[] IS NULL OR a.tags @> $5)
+    ORDER BY ts_rank(m.tsv, (SELECT q FROM loose), 1) DESC
     LIMIT greatest($3::int, {text_candidates})
 ),
 text_scored AS (
