@@ -179,6 +179,8 @@ def _vector_ranking(dims: int) -> str:
     ),"""
 
 
+# Full text only: an empty vector ranking. It still names $2 (passed as NULL) so that every
+# variant of the statement has the same parameters and Postgres can type each of them.
 _NO_VECTOR = """
     vector_ranked AS (SELECT NULL::uuid AS chunk_id, NULL::bigint AS rank WHERE $2::text IS NULL AND false),"""
 

@@ -32,7 +32,8 @@ async def backfill(
             return done
         vectors, _ = await embedder.embed([text for _, text in todo])
         async with pool.acquire() as conn, conn.transaction():
-            await embedding_space.claim(conn, embedder.provider, embedder.model, int(vectors.shape[1]))
+            if done == 0:  # the first vectors fix the dimension; later batches come from the same model
+                await embedding_space.claim(conn, embedder.provider, embedder.model, int(vectors.shape[1]))
             await store(conn, [i for i, _ in todo], vectors)
         done += len(todo)
         if progress is not None:

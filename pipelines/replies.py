@@ -131,8 +131,7 @@ async def send_reply(pool: asyncpg.Pool, channels: Channels, sender: Sender, out
     async with pool.acquire() as lock_conn, lock_conn.transaction():
         if not await drafts_db.try_lock_outgoing(lock_conn, outbox_id):
             return SendResult.BUSY
-        async with pool.acquire() as conn:
-            out = await drafts_db.outgoing(conn, outbox_id)
+        out = await drafts_db.outgoing(lock_conn, outbox_id)
         if out is None:
             raise LookupError(f"no outbox row {outbox_id}")
         if out.status == "sent":
