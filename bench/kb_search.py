@@ -21,19 +21,19 @@ random article plus 3-8 words with that article's topic, is timed through `hybri
 on one connection, as the product calls it: without and with a category filter (a category drawn
 independently of the query, so that about 1 chunk in 20 passes: the hard case for the HNSW scan).
 
-recall@10 compares the top 10 of the product's own vector ranking SQL (`db.kb._vector_ranking`,
-with hybrid_search's SET LOCALs, planned for its parameters) with the exact nearest neighbours,
+recall@10 compares the top 10 of the product's own vector ranking SQL (`db.kb.vector_ranking`, on
+a pooled connection with the product's session settings) with the exact nearest neighbours,
 computed by numpy over the loaded vectors. On the first `--diagnostics` queries it also measures
 filtered recall, and times full text alone and hybrid_search with `plan_cache_mode =
 force_custom_plan`: asyncpg prepares every statement, and after five executions Postgres may switch
-to a generic plan; `generic_plan_uses_hnsw` says whether that plan still reaches the HNSW index.
+to a generic plan; `generic_plan_uses_hnsw` (and its filtered twin) says whether that plan still
+reaches the HNSW index.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import hashlib
 import json
@@ -294,61 +294,28 @@ def exact_top(corpus: Corpus, queries: list[Query], *, filtered: bool) -> list[l
     return out
 
 
-# The product's vector ranking, alone: $1 is hybrid_search's query text, unused here.
-VECTOR_SQL = ("WITH " + kb._vector_ranking(DIMS).strip().rstrip(",")
-              + " SELECT chunk_id FROM vector_ranked WHERE $1::text IS NULL OR true ORDER BY rank")
+def vector_statement(*, filtered: bool) -> str:
+    """The product's vector ranking alone: $1 the vector, $2 how many, $3 the category if filtered."""
+    ranking = kb.vector_ranking(DIMS, "$1", "$2", " AND a.category = $3" if filtered else "")
+    return "WITH " + ranking.strip().rstrip(",") + " SELECT chunk_id FROM vector_ranked ORDER BY rank"
 
 
-class _Recorder:
-    """Stands in for a connection to record the statements hybrid_search runs, with their arguments."""
-
-    def __init__(self) -> None:
-        self.statements: list[tuple[str, tuple]] = []
-
-    def transaction(self) -> contextlib.nullcontext:
-        return contextlib.nullcontext()
-
-    async def execute(self, sql: str, *args: object) -> str:
-        self.statements.append((sql, args))
-        return ""
-
-    async def fetch(self, sql: str, *args: object) -> list:
-        self.statements.append((sql, args))
-        return []
-
-
-async def recorded_search(query: Query, *, filtered: bool) -> tuple[list[str], str, tuple]:
-    """hybrid_search's settings statements (its SET LOCALs), then its search statement and arguments."""
-    recorder = _Recorder()
-    await kb.hybrid_search(recorder, query.text, query.vector, K,  # type: ignore[arg-type]
-                           category=query.category if filtered else None)
-    *settings, (sql, args) = recorder.statements
-    return [s for s, _ in settings], sql, args
-
-
-async def vector_top(conn: asyncpg.Connection, query: Query, settings: list[str], *,
-                     filtered: bool) -> tuple[list[uuid.UUID], float]:
-    """The product's vector ranking under hybrid_search's settings, planned for these parameters
-    (a custom plan, which is the HNSW path; see `generic_plan_uses_hnsw`)."""
+async def vector_top(conn: asyncpg.Connection, query: Query, *, filtered: bool) -> tuple[list[uuid.UUID], float]:
+    """The product's vector ranking, as hybrid_search runs it (prepared, on a pooled connection)."""
+    args = [query.vector, K * kb.CANDIDATES_PER_RESULT] + ([query.category] if filtered else [])
     started = time.perf_counter()
-    async with conn.transaction():
-        for statement in settings:
-            await conn.execute(statement)
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        rows = await conn.fetch(VECTOR_SQL, "", query.vector, K * kb.CANDIDATES_PER_RESULT,
-                                query.category if filtered else None, None)
+    rows = await conn.fetch(vector_statement(filtered=filtered), *args)
     return [r["chunk_id"] for r in rows], (time.perf_counter() - started) * 1000
 
 
-async def plans_use_hnsw(conn: asyncpg.Connection, query: Query) -> tuple[bool, bool]:
+async def plans_use_hnsw(conn: asyncpg.Connection, query: Query, *, filtered: bool) -> tuple[bool, bool]:
     """Whether hybrid_search's statement reaches the HNSW index in a custom plan (planned for the
     parameters' values) and in the generic plan that Postgres may switch a prepared statement to
     after five executions (asyncpg prepares and caches every statement)."""
-    settings, sql, args = await recorded_search(query, filtered=False)
+    sql, args = kb.search_call(query.text, query.vector, K, category=query.category if filtered else None)
     assert "$bench$" not in sql
     async with conn.transaction():
-        for statement in settings:
-            await conn.execute(statement)
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         custom = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
         # EXPLAIN (GENERIC_PLAN) takes no parameter values, which asyncpg would insist on: run it in
         # plpgsql and hand the plan back through a transaction-local setting.
@@ -468,14 +435,16 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "pg_size_pretty(pg_total_relation_size('kb_chunks')) AS table_size",
             HNSW_INDEX,
         )
-        custom_hnsw, generic_hnsw = await plans_use_hnsw(conn, measured[0])
-        settings_statements = (await recorded_search(measured[0], filtered=False))[0]
+        custom_hnsw, generic_hnsw = await plans_use_hnsw(conn, measured[0], filtered=False)
+        filtered_custom_hnsw, filtered_generic_hnsw = await plans_use_hnsw(conn, measured[0], filtered=True)
+        if args.ef_search is not None:
+            await conn.execute(f"SET hnsw.ef_search = {args.ef_search}")
 
         progress("warming up")
         await timed_searches(conn, warmup, filtered=False)
         await timed_searches(conn, warmup, filtered=True)
         for q in warmup:
-            await vector_top(conn, q, settings_statements, filtered=False)
+            await vector_top(conn, q, filtered=False)
 
         progress(f"timing {len(measured)} searches")
         latencies, returned = await timed_searches(conn, measured, filtered=False)
@@ -494,12 +463,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         progress("measuring recall")
         found, vector_ms = [], []
         for q in measured:
-            ids, ms = await vector_top(conn, q, settings_statements, filtered=False)
+            ids, ms = await vector_top(conn, q, filtered=False)
             found.append(ids)
             vector_ms.append(ms)
         found_filtered, found_filtered_count = [], []
         for q in subset:
-            ids, _ = await vector_top(conn, q, settings_statements, filtered=True)
+            ids, _ = await vector_top(conn, q, filtered=True)
             found_filtered.append(ids)
             found_filtered_count.append(len(ids))
         articles, chunks = await conn.fetchval("SELECT count(*) FROM kb_articles"), await conn.fetchval(
@@ -537,10 +506,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "analyze_seconds": round(timings["analyze_seconds"], 1),
         "indexes_kept_during_load": args.keep_indexes,
         "custom_plan_uses_hnsw": custom_hnsw,
+        "filtered_custom_plan_uses_hnsw": filtered_custom_hnsw,
+        "filtered_generic_plan_uses_hnsw": filtered_generic_hnsw,
         "generic_plan_uses_hnsw": generic_hnsw,
         "hnsw_size": server["hnsw_size"],
         "table_size": server["table_size"],
-        "ef_search": kb.EF_SEARCH,
+        "ef_search": int(args.ef_search or kb.SESSION_SETTINGS["hnsw.ef_search"]),
         "vector_candidates": K * kb.CANDIDATES_PER_RESULT,
         "text_candidates": kb.TEXT_CANDIDATES,
         "pgvector_version": pgvector_version,
@@ -560,7 +531,7 @@ def main() -> None:
     parser.add_argument("--diagnostics", type=int, default=100,
                         help="queries for the extra timings (full text alone, custom plans)")
     parser.add_argument("--ef-search", type=int, default=None,
-                        help=f"try another hnsw.ef_search than db.kb's ({kb.EF_SEARCH}); patched in, for comparison")
+                        help=f"try another hnsw.ef_search than db.kb's ({kb.SESSION_SETTINGS['hnsw.ef_search']}), for comparison")
     parser.add_argument("--keep-indexes", action="store_true",
                         help="load into the HNSW and GIN indexes instead of building them afterwards")
     parser.add_argument("--json", action="store_true")
@@ -568,8 +539,6 @@ def main() -> None:
     if args.chunks < 5 * K or args.queries < 1:
         parser.error("need --chunks >= 50 and --queries >= 1")
     configure_logging("warning", "console")
-    if args.ef_search is not None:
-        kb.EF_SEARCH = args.ef_search  # hybrid_search reads it on every call
     result = asyncio.run(run(args))
     if args.json:
         print(json.dumps(result))

@@ -21,3 +21,11 @@ async def available_vector_version(conn: asyncpg.Connection) -> str | None:
     return await conn.fetchval(
         "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
     )
+
+
+# For the embedded server's first start, run through the wheel's psql before any pool exists.
+SHARED_BUFFERS_SOURCE = "SELECT 'cx:' || coalesce(sourcefile, '') FROM pg_settings WHERE name = 'shared_buffers'"
+
+
+def set_shared_buffers(megabytes: int) -> str:
+    return f"ALTER SYSTEM SET shared_buffers = '{int(megabytes)}MB'"

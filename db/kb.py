@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,8 +25,17 @@ TEXT_MATCH_BUDGET = 1000
 # ... and the best of them by ts_rank are scored by BM25 (which reads every candidate's whole
 # tsvector: the cost of a full-text search grows with this number).
 TEXT_CANDIDATES = 100
-# HNSW candidate list: pgvector's default of 40 gave recall@10 below 0.95 at 100k chunks.
-EF_SEARCH = 100
+# Set on every pooled connection (db.pool) when it opens, so that a search is one round trip.
+SESSION_SETTINGS = {
+    # HNSW candidate list: pgvector's default of 40 gave recall@10 below 0.95 at 100k chunks.
+    "hnsw.ef_search": "100",
+    # A filtered vector search keeps scanning the index until enough rows pass the filter
+    # (pgvector 0.8 iterative scans) instead of returning fewer than asked for.
+    "hnsw.iterative_scan": "relaxed_order",
+    # Index probes priced as what they are on an SSD-backed, cached table: otherwise the planner
+    # hashes every article to filter a few hundred chunks (12 of 20 ms at 100k).
+    "random_page_cost": "1.1",
+}
 
 
 @dataclass(frozen=True)
@@ -162,27 +173,55 @@ class Hit:
     text_rank: int | None
 
 
-def _vector_ranking(dims: int) -> str:
-    # The cast to vector(dims) and the matching WHERE select the partial HNSW index for that dimension;
-    # dims is an int from the embedder, never user text.
+SNIPPET_WORDS = 30
+
+
+def snippet(content: str, lexemes: Sequence[str]) -> str:
+    """About SNIPPET_WORDS words of the chunk around its densest run of query words. Words match on
+    Postgres's English stems, which are prefixes of nearly every word they stem ('declin' of
+    'declined'). Made here rather than by ts_headline, which parsed each result again (1.4 ms of
+    a 10 ms search at 100k chunks)."""
+    words = content.split()
+    if len(words) <= SNIPPET_WORDS:
+        return " ".join(words)
+    stems = tuple(lexeme for lexeme in lexemes if len(lexeme) > 1)
+    hits = [i for i, word in enumerate(words) if stems and word.lower().strip(_PUNCTUATION).startswith(stems)]
+    starts = [max(0, min(h - 3, len(words) - SNIPPET_WORDS)) for h in hits] or [0]
+    start = max(starts, key=lambda s: (sum(s <= h < s + SNIPPET_WORDS for h in hits), -s))
+    end = start + SNIPPET_WORDS
+    return ("… " if start else "") + " ".join(words[start:end]) + (" …" if end < len(words) else "")
+
+
+_PUNCTUATION = "\"'()[]{}<>.,;:!?*_`~"
+
+
+def _filters(category: str | None, tags: str | None) -> str:
+    """The article filters a search was given, as SQL over `a` (kb_articles) and the parameters
+    holding their values. Only those given: with optional filters (`$4 IS NULL OR ...`) in one
+    statement, Postgres's generic plan took them as selective and skipped the HNSW index for an
+    exact scan of every chunk (0.5 s at 100k chunks)."""
+    return (f" AND a.category = {category}" if category else "") + (f" AND a.tags @> {tags}::text[]" if tags else "")
+
+
+def vector_ranking(dims: int, vector: str, limit: str, filters: str) -> str:
+    """The `vector_ranked` CTE: the `limit` chunks nearest to the `vector` parameter, ranked."""
+    # The cast to vector(dims) and the matching WHERE select the partial HNSW index for that
+    # dimension; dims is an int from the embedder, never user text.
     return f"""
     vector_ranked AS (
-        SELECT chunk_id, row_number() OVER (ORDER BY distance) AS rank
+        SELECT chunk_id, article_id, row_number() OVER (ORDER BY distance) AS rank
         FROM (
-            SELECT c.chunk_id, c.embedding::vector({dims}) <=> $2::vector({dims}) AS distance
+            SELECT c.chunk_id, c.article_id, c.embedding::vector({dims}) <=> {vector}::vector({dims}) AS distance
             FROM kb_chunks c JOIN kb_articles a USING (article_id)
-            WHERE vector_dims(c.embedding) = {dims} AND a.status = 'published'
-              AND ($4::text IS NULL OR a.category = $4) AND ($5::text[] IS NULL OR a.tags @> $5)
+            WHERE vector_dims(c.embedding) = {dims} AND a.status = 'published'{filters}
             ORDER BY distance
-            LIMIT $3
+            LIMIT {limit}
         ) nearest
     ),"""
 
 
-# Full text only: an empty vector ranking. It still names $2 (passed as NULL) so that every
-# variant of the statement has the same parameters and Postgres can type each of them.
 _NO_VECTOR = """
-    vector_ranked AS (SELECT NULL::uuid AS chunk_id, NULL::bigint AS rank WHERE $2::text IS NULL AND false),"""
+    vector_ranked AS (SELECT NULL::uuid AS chunk_id, NULL::uuid AS article_id, NULL::bigint AS rank WHERE false),"""
 
 # Full text. A customer's question is long and mostly common words, and an OR of all of them
 # matches most of a large knowledge base (measured: 220 ms a query at 100k chunks). So candidates
@@ -190,8 +229,11 @@ _NO_VECTOR = """
 # (document frequencies from kb_lexemes), or from websearch_to_tsquery's strict AND when every
 # word is common. Candidates are ordered by ts_rank over all the query's words, and the best are
 # scored by BM25 (k1 1.2, b 0.75) with IDF from kb_lexemes: ts_rank knows no document frequency.
-# Title and tag matches (weight A) count double, heading matches (B) half again; a chunk that
-# matches the strict AND (with its "phrases" and -exclusions) gets a bonus.
+# BM25's term frequency counts each occurrence by where it is: in the title or tags (weight A) 2,
+# in a heading (B) 1.5, in the text 1. ts_rank_cd of a one-word query is exactly that sum (with
+# weights halved, as they must lie in 0..1): one binary search into the tsvector, where unnesting
+# each candidate's whole tsvector cost 3 of a 10 ms search.
+# A chunk that matches the strict AND (with its "phrases" and -exclusions) gets a bonus.
 _SEARCH = """
 WITH query AS (
     SELECT websearch_to_tsquery('english', $1) AS strict,
@@ -199,6 +241,12 @@ WITH query AS (
 ),
 loose AS (
     SELECT coalesce(string_agg(quote_literal(lexeme), ' | '), '')::tsquery AS q FROM query, unnest(query.lexemes) lexeme
+),
+terms AS MATERIALIZED (
+    SELECT quote_literal(w.lexeme)::tsquery AS q,
+           ln(1 + (n.chunks - coalesce(l.ndoc, 0) + 0.5::float8) / (coalesce(l.ndoc, 0) + 0.5::float8)) AS idf
+    FROM query CROSS JOIN unnest(query.lexemes) AS w(lexeme) CROSS JOIN kb_corpus n
+    LEFT JOIN kb_lexemes l ON l.lexeme = w.lexeme
 ),
 rare AS (
     SELECT coalesce(string_agg(quote_literal(lexeme), ' | '), '')::tsquery AS q, count(*) AS words
@@ -214,60 +262,86 @@ candidate_query AS (
 -- of the knowledge base (measured: 25k chunks, 259 ms, for "is on downgrade to and"), and such
 -- words barely tell chunks apart anyway; the vector ranking carries those queries.
 text_matches AS (
-    SELECT c.chunk_id, c.article_id, c.tsv FROM kb_chunks c
+    SELECT c.chunk_id, c.article_id, ts_rank(c.tsv, (SELECT q FROM loose), 1) AS rank FROM kb_chunks c
     WHERE c.tsv @@ (SELECT q FROM candidate_query)
     LIMIT {budget}
 ),
 text_candidates AS (
-    SELECT m.chunk_id, m.tsv
+    SELECT m.chunk_id, m.article_id
     FROM text_matches m JOIN kb_articles a USING (article_id)
-    WHERE a.status = 'published' AND ($4::text IS NULL OR a.category = $4) AND ($5::text[] IS NULL OR a.tags @> $5)
-    ORDER BY ts_rank(m.tsv, (SELECT q FROM loose), 1) DESC
-    LIMIT greatest($3::int, {text_candidates})
+    WHERE a.status = 'published'{filters}
+    ORDER BY m.rank DESC
+    LIMIT greatest($2::int, {text_candidates})
 ),
 text_scored AS (
-    SELECT t.chunk_id,
-           sum(ln(1 + (n.chunks - coalesce(l.ndoc, 0) + 0.5) / (coalesce(l.ndoc, 0) + 0.5))
-               * (CASE WHEN 'A' = ANY(e.weights) THEN 2.0 WHEN 'B' = ANY(e.weights) THEN 1.5 ELSE 1.0 END)
-               * (cardinality(e.positions) * 2.2)
-               / (cardinality(e.positions) + 1.2 * (0.25 + 0.75 * length(t.tsv) / n.avg_length)))
-           + CASE WHEN bool_or(t.tsv @@ q.strict) THEN 1 ELSE 0 END AS score
-    FROM text_candidates t
-    CROSS JOIN LATERAL unnest(t.tsv) AS e
-    CROSS JOIN query q
-    CROSS JOIN (SELECT (SELECT greatest(chunks, 1) FROM kb_corpus) AS chunks,
-                       (SELECT avg_length FROM kb_corpus) AS avg_length) n
-    LEFT JOIN kb_lexemes l ON l.lexeme = e.lexeme
-    WHERE e.lexeme = ANY(q.lexemes)
-    GROUP BY t.chunk_id
+    SELECT tc.chunk_id, tc.article_id,
+           sum(w.idf * w.tf * 2.2 / (w.tf + 1.2 * (0.25 + 0.75 * length(t.tsv) / n.avg_length)))
+           + max(CASE WHEN t.tsv @@ q.strict THEN 1 ELSE 0 END) AS score
+    FROM text_candidates tc CROSS JOIN kb_corpus n CROSS JOIN query q
+    -- tsv read again, by key, for the few candidates (carried through the sort above, it was copied
+    -- for all of them). A scalar subquery, as the planner turned a join into a walk over all chunks.
+    CROSS JOIN LATERAL (SELECT (SELECT c.tsv FROM kb_chunks c WHERE c.chunk_id = tc.chunk_id) AS tsv) t
+    CROSS JOIN LATERAL (SELECT terms.idf, 2 * ts_rank_cd('{{0.5, 0.5, 0.75, 1}}', t.tsv, terms.q, 0) AS tf
+                        FROM terms) w
+    WHERE w.tf > 0
+    GROUP BY tc.chunk_id, tc.article_id
 ),
 text_ranked AS (
-    SELECT chunk_id, row_number() OVER (ORDER BY score DESC, chunk_id) AS rank FROM text_scored
+    SELECT chunk_id, article_id, row_number() OVER (ORDER BY score DESC, chunk_id) AS rank FROM text_scored
 ),
 fused AS (
-    SELECT chunk_id, sum(1.0 / ({rrf} + rank)) AS score, min(rank) FILTER (WHERE source = 'v') AS vector_rank,
-           min(rank) FILTER (WHERE source = 't') AS text_rank
-    FROM (SELECT chunk_id, rank, 'v' AS source FROM vector_ranked
-          UNION ALL SELECT chunk_id, rank, 't' FROM text_ranked) ranked
-    GROUP BY chunk_id
+    SELECT chunk_id, article_id, sum(1.0::float8 / ({rrf} + rank)) AS score,
+           min(rank) FILTER (WHERE source = 'v') AS vector_rank, min(rank) FILTER (WHERE source = 't') AS text_rank
+    FROM (SELECT chunk_id, article_id, rank, 'v' AS source FROM vector_ranked
+          UNION ALL SELECT chunk_id, article_id, rank, 't' FROM text_ranked) ranked
+    GROUP BY chunk_id, article_id
 ),
 best AS (
-    SELECT DISTINCT ON (c.article_id) c.article_id, c.chunk_id, c.heading, c.content, f.score, f.vector_rank, f.text_rank
-    FROM fused f JOIN kb_chunks c USING (chunk_id)
-    ORDER BY c.article_id, f.score DESC
+    SELECT DISTINCT ON (article_id) article_id, chunk_id, score, vector_rank, text_rank
+    FROM fused
+    ORDER BY article_id, score DESC
+),
+top AS (
+    SELECT b.article_id, b.chunk_id, b.vector_rank, b.text_rank,
+           -- The triaged subcategory, when given, is a third ranking in which the articles filed
+           -- under it come first: it breaks near-ties the way the classifier already decided.
+           b.score + CASE WHEN a.subcategory = $4 THEN 1.0::float8 / ({rrf} + 1) ELSE 0 END AS score,
+           a.title, a.url, a.category, a.subcategory
+    FROM best b JOIN kb_articles a USING (article_id)
+    ORDER BY score DESC, a.title
+    LIMIT $3
 )
-SELECT b.article_id, b.chunk_id, b.heading, b.content, b.vector_rank, b.text_rank,
-       -- The triaged subcategory, when given, is a third ranking in which the articles filed
-       -- under it come first: it breaks near-ties the way the classifier already decided.
-       b.score + CASE WHEN a.subcategory = $7 THEN 1.0 / ({rrf} + 1) ELSE 0 END AS score,
-       a.title, a.url, a.category, a.subcategory,
-       ts_headline('english', b.content, (SELECT q FROM loose),
-                   'MaxWords=40, MinWords=20, MaxFragments=1, StartSel="", StopSel="", FragmentDelimiter=" … "')
-           AS snippet
-FROM best b JOIN kb_articles a USING (article_id)
-ORDER BY score DESC, a.title
-LIMIT $6
+-- Chunk text is read for the k results only.
+SELECT t.*, c.heading, c.content, (SELECT lexemes FROM query) AS lexemes
+FROM top t JOIN kb_chunks c USING (chunk_id)
+ORDER BY t.score DESC, t.title
 """
+
+
+@functools.cache
+def search_statement(dims: int | None, *, category: bool, tags: bool) -> str:
+    """The search statement for a vector of `dims` (None: full text only) and the filters given.
+    Parameters: $1 query text, $2 candidates per ranking, $3 k, $4 preferred subcategory, then
+    the vector, the category and the tags, each only if there is one."""
+    params = iter(f"${n}" for n in itertools.count(5))
+    vector = next(params) if dims else None
+    filters = _filters(next(params) if category else None, next(params) if tags else None)
+    return _SEARCH.format(
+        vector=vector_ranking(dims, vector, "$2", filters) if dims and vector else _NO_VECTOR, filters=filters,
+        rrf=RRF_K, text_candidates=TEXT_CANDIDATES, budget=TEXT_MATCH_BUDGET,
+    )
+
+
+def search_call(
+    query: str, vector: np.ndarray | None, k: int, *, category: str | None = None,
+    tags: Sequence[str] | None = None, prefer_subcategory: str | None = None,
+) -> tuple[str, list[object]]:
+    """hybrid_search's statement and its arguments."""
+    sql = search_statement(int(vector.shape[0]) if vector is not None else None, category=bool(category),
+                           tags=bool(tags))
+    args = [query, k * CANDIDATES_PER_RESULT, k, prefer_subcategory]
+    args += [a for a in (vector, category, list(tags) if tags else None) if a is not None]
+    return sql, args
 
 
 async def hybrid_search(
@@ -282,29 +356,14 @@ async def hybrid_search(
 ) -> list[Hit]:
     """The k best articles for `query`, each with its best chunk, by reciprocal-rank fusion of the
     vector ranking (HNSW), the full-text ranking and, for a triaged case, its subcategory.
-    Without a vector, full text alone."""
-    sql = _SEARCH.format(
-        vector=_vector_ranking(int(vector.shape[0])) if vector is not None else _NO_VECTOR, rrf=RRF_K,
-        text_candidates=TEXT_CANDIDATES, budget=TEXT_MATCH_BUDGET,
-    )
-    async with conn.transaction():
-        # Filtered vector search keeps scanning the index until enough rows pass the filter
-        # (pgvector 0.8 iterative scans) instead of returning fewer than asked for.
-        # A custom plan per call: a generic one estimates the optional filters as selective and
-        # skips the HNSW index for an exact scan of every chunk (measured: 0.5 s at 100k chunks).
-        # Index probes priced as what they are on an SSD-backed, cached table: otherwise the
-        # planner hashes every article to filter a few hundred chunks (12 of 20 ms at 100k).
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {EF_SEARCH}; SET LOCAL hnsw.iterative_scan = relaxed_order; "
-                           "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL random_page_cost = 1.1")
-        rows = await conn.fetch(
-            sql, query, vector if vector is not None else None, k * CANDIDATES_PER_RESULT, category,
-            list(tags) if tags else None, k, prefer_subcategory,
-        )
+    Without a vector, full text alone. Expects SESSION_SETTINGS on the connection."""
+    sql, args = search_call(query, vector, k, category=category, tags=tags, prefer_subcategory=prefer_subcategory)
+    rows = await conn.fetch(sql, *args)
     return [
         Hit(
             article_id=r["article_id"], title=r["title"], url=r["url"], category=r["category"],
             subcategory=r["subcategory"], chunk_id=r["chunk_id"], heading=r["heading"], content=r["content"],
-            snippet=" ".join(r["snippet"].split()), score=float(r["score"]), vector_rank=r["vector_rank"],
+            snippet=snippet(r["content"], r["lexemes"]), score=float(r["score"]), vector_rank=r["vector_rank"],
             text_rank=r["text_rank"],
         )
         for r in rows

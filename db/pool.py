@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 import asyncpg
 from pgvector.asyncpg import register_vector
 
+from db.kb import SESSION_SETTINGS
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await register_vector(conn)
@@ -22,7 +24,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     """Open a pool; the schema must already be migrated (the vector type must exist)."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session,
+        server_settings=SESSION_SETTINGS,
     )
     assert pool is not None
     return pool

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from bot.database import with_database
+from db import kb as kb_db
 from db.embedding_space import EmbeddingSpaceMismatch
-from db.pool import create_pool
+from db.pool import create_pool, transaction
 from pipelines.kb_documents import CHUNK_WORDS, OVERLAP_WORDS, Article, ArticleMeta, KbFileError, chunk, collect, read_file
 from pipelines.kb_ingest import ingest, reembed
 from pipelines.kb_search import search
@@ -551,3 +552,34 @@ async def test_cli_import_of_a_bad_file_names_it_and_writes_nothing(dsn, tmp_pat
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{bad}:3" in result.stderr and "Traceback" not in result.stderr
     assert await count(dsn, "kb_articles") == 0
+
+
+def test_a_snippet_is_the_window_with_the_most_query_words():
+    words = [f"filler{i}" for i in range(200)]
+    words[120:126] = ["Your", "card", "was", "declined", "(declined!)", "twice."]
+    text = " ".join(words)
+    snippet = kb_db.snippet(text, ["card", "declin"])
+    assert snippet.startswith("… ") and snippet.endswith(" …")
+    assert "card was declined (declined!) twice." in snippet
+    assert len(snippet.split()) == kb_db.SNIPPET_WORDS + 2  # the window and its two ellipses
+    assert kb_db.snippet(text, []) == " ".join(words[:kb_db.SNIPPET_WORDS]) + " …"
+    assert kb_db.snippet("A short chunk.", ["zzz"]) == "A short chunk."
+
+
+async def test_a_chunk_keeps_its_tsvector_in_its_row(pool):
+    """Full-text search reads every candidate's tsvector: out of line, each read cost a TOAST probe."""
+    body = " ".join(f"word{i} transfer{i % 7} payment{i % 11}" for i in range(80))  # a full 240-word chunk
+    article = kb_db.ArticleRow(source="import", source_id="long.md", title="A long article", body=body,
+                               category=None, subcategory=None, tags=["transfers"], url=None, content_hash="h")
+    async with transaction(pool) as conn:
+        await kb_db.upsert_article(conn, article, [kb_db.ChunkRow(0, "A long article", body, 240, "c")])
+        ids = [r["chunk_id"] for r in await conn.fetch("SELECT chunk_id FROM kb_chunks")]
+        await kb_db.set_chunk_embeddings(conn, ids, np.ones((len(ids), 384), dtype=np.float32))
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT pg_column_size(c.*) AS row_size, pg_column_toast_chunk_id(tsv) AS tsv_toast, "
+            "pg_column_toast_chunk_id(embedding) AS embedding_toast FROM kb_chunks c"
+        )
+    assert row["row_size"] > 2032  # big enough for Postgres to move columns out of line ...
+    assert row["embedding_toast"] is not None  # ... as it did with the vector ...
+    assert row["tsv_toast"] is None  # ... but not with the tsvector
