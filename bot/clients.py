@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
     from openai import AsyncOpenAI
 
+    from pipelines.adapters.jira_tracker import JiraTracker
+
 GMAIL_SCOPES = ["https://www.googleapis.com/auth/gmail.modify"]
 
 
@@ -72,6 +74,16 @@ def gmail_service(settings: Settings) -> Any | None:
         cache_discovery=False,
         client_options=options,
     )
+
+
+def build_tracker(settings: Settings) -> JiraTracker | None:
+    """Jira for escalations, when JIRA_URL, JIRA_EMAIL and JIRA_API_TOKEN are all set."""
+    token = settings.secret("jira_api_token")
+    if settings.jira_url is None or token is None or settings.jira_email is None:
+        return None
+    from pipelines.adapters.jira_tracker import JiraTracker
+
+    return JiraTracker(settings.jira_url, settings.jira_email, token, settings.jira_project_key)
 
 
 def jira_client(settings: Settings) -> Any | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import asyncpg
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -16,6 +18,9 @@ from pipelines.replies import Sender
 from pipelines.routing import Thresholds
 from pipelines.taxonomy import Taxonomy
 from pipelines.triagers import Triager
+
+if TYPE_CHECKING:
+    from bot.review_desk import SlackReviewDesk
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class Deps:
     triager: Triager | None = None
     mailbox: Mailbox | None = None
     drafter: Drafter | None = None
+    slack: AsyncWebClient | None = None
+    review: SlackReviewDesk | None = None  # the review hub, when Slack is configured
 
     @property
     def sender(self) -> Sender:
@@ -47,6 +54,8 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     """Everything `cx run` needs, from settings. Raises TaxonomyError on a bad taxonomy file."""
     from bot import clients
     from bot.ai import build_drafter, build_embedder, build_triager
+    from bot.clients import build_tracker
+    from bot.review_desk import SlackReviewDesk
     from pipelines.adapters.gmail_mailbox import GmailMailbox
     from pipelines.taxonomy import load_taxonomy
 
@@ -55,7 +64,7 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     mailbox = None
     if settings.gmail_token_file is not None and settings.support_email:
         mailbox = GmailMailbox(partial(clients.gmail_service, settings), settings.support_email)
-    return Deps(
+    deps = Deps(
         settings=settings,
         pool=pool,
         metrics=Metrics(),
@@ -64,4 +73,8 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
         triager=build_triager(settings, pool, taxonomy, embedder),
         mailbox=mailbox,
         drafter=build_drafter(settings),
+        slack=clients.slack_client(settings),
     )
+    if deps.slack is None:
+        return deps
+    return replace(deps, review=SlackReviewDesk(pool, deps.slack, settings, deps.sender, build_tracker(settings)))

@@ -11,7 +11,6 @@ from enum import StrEnum
 import structlog
 from aiohttp import web
 
-from bot import clients
 from bot.database import open_pool
 from bot.deps import build_deps
 from bot.scheduler import Scheduler, schedules
@@ -68,7 +67,7 @@ async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
         socket_handler = None
         try:
             if Role.SLACK in roles:
-                slack = clients.slack_client(settings)
+                slack = deps.slack
                 app_token = settings.secret("slack_app_token")
                 if slack is None or app_token is None:
                     log.warning("slack.disabled", reason="SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not both set")

@@ -23,6 +23,7 @@ from pipelines.drafting import draft_case
 from pipelines.gmail_sync import sync_mailbox
 from pipelines.jobs import JobName
 from pipelines.replies import Channels, send_reply
+from pipelines.review_requests import ActionRequest
 from pipelines.triage import triage_case
 
 log = structlog.get_logger(__name__)
@@ -65,10 +66,23 @@ async def _send_reply(deps: Deps, payload: bytes) -> None:
         await send_reply(deps.pool, Channels(deps.mailbox, http), deps.sender, outbox_id)
 
 
+async def _review_card(deps: Deps, payload: bytes) -> None:
+    if deps.review is None:
+        raise RuntimeError("Slack is not configured (SLACK_BOT_TOKEN); the card waits in the queue")
+    await deps.review.post_card(UUID(json.loads(payload)["case_id"]))
+
+
+async def _review_action(deps: Deps, payload: bytes) -> None:
+    if deps.review is None:
+        raise RuntimeError("Slack is not configured (SLACK_BOT_TOKEN)")
+    await deps.review.run_action(ActionRequest.from_payload(payload))
+
+
 def job_handlers() -> dict[str, JobHandler]:
     """Every job the product runs, by queue entrypoint name."""
     return {JobName.PRUNE: _prune, JobName.TRIAGE: _triage, JobName.GMAIL_SYNC: _gmail_sync,
-            JobName.DRAFT: _draft, JobName.SEND_REPLY: _send_reply}
+            JobName.DRAFT: _draft, JobName.SEND_REPLY: _send_reply, JobName.REVIEW_CARD: _review_card,
+            JobName.REVIEW_ACTION: _review_action}
 
 
 class Worker:

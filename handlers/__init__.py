@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from handlers import errors
+from handlers import errors, review_actions
 
 
 def register(app: AsyncApp) -> None:
     errors.register(app)
+    review_actions.register(app)

@@ -13,3 +13,4 @@ class JobName(StrEnum):
     REVIEW_CARD = "case.review_card"  # the Slack issue posts these
     URGENT_ALERT = "case.urgent_alert"  # the Slack issue posts these to the alerts channel
     SEND_REPLY = "reply.send"
+    REVIEW_ACTION = "review.action"  # a reviewer's click on a review card

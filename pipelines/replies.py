@@ -6,6 +6,7 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from enum import StrEnum
@@ -177,9 +178,12 @@ class Approval:
 
 
 async def approve_draft(pool: asyncpg.Pool, draft_id: UUID, reviewer: str, sender: Sender,
-                        body: str | None = None) -> Approval:
+                        body: str | None = None,
+                        also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None) -> Approval:
     """A reviewer approves a draft (optionally edited): queue its reply once. Concurrent approvals
-    queue up on the case row; the second finds the first one's outbox row and is told who won."""
+    queue up on the case row; the second finds the first one's outbox row and is told who won.
+    `also` runs in the same transaction when this approval is the one queued (the review hub
+    records the decision and the feedback there)."""
     async with transaction(pool) as conn:
         draft = await drafts_db.get_draft(conn, draft_id)
         if draft is None:
@@ -194,4 +198,6 @@ async def approve_draft(pool: asyncpg.Pool, draft_id: UUID, reviewer: str, sende
         outbox_id, _ = await queue_reply(conn, case, draft_id, body or draft.body, sender, approved_by=reviewer)
         await transition(conn, case.case_id, CaseStatus.SENDING, actor_type=ActorType.REVIEWER, actor_id=reviewer,
                          note="draft approved" if body is None else "draft edited and approved")
+        if also is not None:
+            await also(conn)
     return Approval(ApprovalOutcome.QUEUED, outbox_id, reviewer)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import re
+from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from .base import FakeServer, RecordedRequest, recorded
+from .base import FakeServer, Handler, Hang, RecordedRequest, Status, recorded, retry_headers
 
 API = "/rest/api/{version:2|3|latest}"
 ISSUE_TYPES: list[dict[str, Any]] = [
@@ -30,7 +32,14 @@ FIELDS = [
     ("comment", "Comment", "comments-page"),
 ]
 # One clause per match; the fake supports AND-ed clauses of these shapes and refuses anything else.
-JQL_CLAUSE = re.compile(r'(summary|text)\s*~\s*"([^"]*)"|(project|key|status)\s*=\s*"?([\w -]+?)"?', re.I)
+JQL_CLAUSE = re.compile(r'(summary|text)\s*~\s*"([^"]*)"|(project|key|status|labels)\s*=\s*"?([\w -]+?)"?', re.I)
+
+
+@dataclass(frozen=True)
+class _Fault:
+    answer: Status | Hang
+    only: str | None  # "METHOD /path"; None matches any request
+    handled: bool = False  # a Hang after the request took effect: the answer is lost, the work is not
 
 
 def _errors(code: int, messages: list[str] | None = None, errors: dict[str, str] | None = None) -> web.Response:
@@ -53,6 +62,7 @@ class FakeJira(FakeServer):
         }
         self.issues: dict[str, dict[str, Any]] = {}
         self._next_id = 10000
+        self._faults: deque[_Fault] = deque()
         self.account = {
             "accountId": "5b10ac8d82e05b22cc7d4ef5",
             "emailAddress": email,
@@ -61,9 +71,24 @@ class FakeJira(FakeServer):
             "accountType": "atlassian",
         }
 
+    # ---- scripting -------------------------------------------------------------------------------------------
+
+    def fail_next(
+        self, code: int = 503, times: int = 1, *, retry_after: float | None = None, only: str | None = None
+    ) -> None:
+        """Answer the next `times` requests that pass the credentials check with `code`. `only` ("POST /rest/api/2/issue") lets
+        other requests through first; retry_after=None leaves the header out."""
+        self._faults.extend([_Fault(Status(code, retry_after), only)] * times)
+
+    def hang_next(self, seconds: float, *, only: str | None = None, handled: bool = False) -> None:
+        """Stall the next matching request, so the client hits its own timeout. handled=True lets the request
+        take effect first, as when Jira creates the issue but its answer never arrives."""
+        self._faults.append(_Fault(Hang(seconds), only, handled))
+
     # ---- plumbing --------------------------------------------------------------------------------------------
 
     def setup_routes(self, app: web.Application) -> None:
+        app.middlewares.append(self._faulting)
         r = app.router
         r.add_get(f"{API}/serverInfo", self._server_info)
         r.add_get(f"{API}/myself", self._myself)
@@ -88,6 +113,22 @@ class FakeJira(FakeServer):
         if auth != f"Basic {expected}":
             return _errors(401, ["Client must be authenticated to access this resource."])
         return None
+
+    @web.middleware
+    async def _faulting(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Runs inside the recording middleware, so a faulted request is still recorded (and auth still comes first).
+        head = self._faults[0] if self._faults else None
+        if head is None or head.only not in (None, f"{request.method} {request.path}"):
+            return await handler(request)
+        self._faults.popleft()
+        if isinstance(head.answer, Hang):
+            response = await handler(request) if head.handled else _errors(504, ["hang ended"])
+            await self.stall(head.answer.seconds)
+            return response
+        message = "Rate limit exceeded." if head.answer.code == 429 else "Service unavailable."
+        response = _errors(head.answer.code, [message])
+        response.headers.update(retry_headers(head.answer.retry_after))
+        return response
 
     def _self(self, *parts: str) -> str:
         return f"{self.url}/rest/api/2/{'/'.join(parts)}"
@@ -244,11 +285,12 @@ class FakeJira(FakeServer):
             else:
                 field, value = m.group(3).lower(), m.group(4).strip()
                 pick = {
-                    "project": lambda i: i["fields"]["project"]["key"],
-                    "key": lambda i: i["key"],
-                    "status": lambda i: i["fields"]["status"]["name"],
+                    "project": lambda i: [i["fields"]["project"]["key"]],
+                    "key": lambda i: [i["key"]],
+                    "status": lambda i: [i["fields"]["status"]["name"]],
+                    "labels": lambda i: i["fields"].get("labels") or [],  # `labels = x`: x is one of them
                 }[field]
-                matches = [i for i in matches if pick(i).lower() == value.lower()]
+                matches = [i for i in matches if value.lower() in (v.lower() for v in pick(i))]
         size = int(params.get("maxResults", 50))
         if rec.path.endswith("/jql"):
             return web.json_response({"issues": matches[:size], "isLast": True})

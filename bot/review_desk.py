@@ -1,0 +1,109 @@
+"""The review hub wired together: the listeners' queue and card lookups, and the two jobs that talk
+to Slack (post or refresh a case's card; carry out a reviewer's click)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+import structlog
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.settings import Settings
+from handlers import mrkdwn
+from handlers.review_card import (
+    ReviewCard,
+    card_fallback_text,
+    lost_race_text,
+    refusal_text,
+    review_card_blocks,
+)
+from handlers.reviewers import ReviewerCheck
+from pipelines import review
+from pipelines.adapters.jira_tracker import Tracker
+from pipelines.replies import Sender
+from pipelines.review_requests import ActionRequest
+
+log = structlog.get_logger(__name__)
+
+# chat.postMessage takes at most 40,000 characters of text; the thread copy of a long message
+# stops a little before that.
+THREAD_TEXT = 39_000
+
+_OUTCOMES = {"approved": "Approved and sent", "edited": "Edited and sent", "rejected": "Rejected",
+             "escalated": "Escalated", "expired": "Review timed out"}
+
+
+def card_from_facts(facts: review.CardFacts, jira_url: str | None = None) -> ReviewCard:
+    outcome = _OUTCOMES.get(facts.review_status or "")
+    if outcome and facts.review_comments:
+        outcome = f"{outcome}: {facts.review_comments}"
+    return ReviewCard(
+        case_id=facts.case_id, short_id=f"CX-{facts.short_id}", priority=facts.priority or "medium",
+        category=facts.category, subcategory=facts.subcategory, customer_name=facts.customer_name,
+        customer_email=facts.customer_email, tier=facts.tier, confidence=facts.confidence,
+        review_reason=facts.decision_reason or facts.triage_reason or "needs a reviewer", summary=facts.summary,
+        subject=facts.subject, message=facts.description, draft_id=facts.draft_id, draft=facts.draft,
+        citations=tuple(facts.citations), state=facts.status, owner=facts.owner, outcome=outcome,
+        acted_by=facts.reviewed_by if outcome else None, acted_at=facts.reviewed_at if outcome else None,
+        jira_key=facts.jira_issue_key, review_id=facts.review_id,
+        jira_url=f"{jira_url.rstrip('/')}/browse/{facts.jira_issue_key}" if jira_url and facts.jira_issue_key else None,
+    )
+
+
+class SlackReviewDesk:
+    def __init__(self, pool: asyncpg.Pool, client: AsyncWebClient, settings: Settings, sender: Sender,
+                 tracker: Tracker | None = None) -> None:
+        self._pool, self._client, self._settings, self._sender = pool, client, settings, sender
+        self._tracker = tracker
+        self.reviewers = ReviewerCheck(client, group=settings.slack_reviewer_group,
+                                       channel=settings.slack_review_channel)
+
+    async def submit(self, delivery_id: str, request: ActionRequest) -> bool:
+        return await review.submit(self._pool, delivery_id, request)
+
+    async def card(self, case_id: UUID) -> ReviewCard | None:
+        facts = await review.card_facts(self._pool, case_id)
+        return card_from_facts(facts, self._settings.jira_url) if facts else None
+
+    async def post_card(self, case_id: UUID) -> None:
+        """Post the case's card to the review channel, or refresh it in place if it was posted.
+        A Slack failure raises: the job is retried and the case stays in the queue meanwhile."""
+        facts = await review.prepare_card(self._pool, case_id, self._settings.review_timeout_hours)
+        if facts is None:
+            return
+        card = card_from_facts(facts, self._settings.jira_url)
+        if facts.card_ts and facts.card_channel:
+            await self._client.chat_update(channel=facts.card_channel, ts=facts.card_ts,
+                                           blocks=review_card_blocks(card), text=card_fallback_text(card))
+            return
+        if facts.status not in review.REVIEWABLE:
+            return
+        posted = await self._client.chat_postMessage(channel=self._settings.slack_review_channel,
+                                                     blocks=review_card_blocks(card), text=card_fallback_text(card))
+        await review.record_card(self._pool, case_id, posted["channel"], posted["ts"])
+        # The card shows the start of the message; the whole of it waits in the card's thread.
+        full = mrkdwn.escape(facts.description)
+        if len(full) > mrkdwn.SECTION_TEXT // 2:
+            await self._client.chat_postMessage(channel=posted["channel"], thread_ts=posted["ts"],
+                                                text=mrkdwn.truncate(full, THREAD_TEXT))
+
+    async def run_action(self, request: ActionRequest) -> None:
+        """A reviewer's click: refused unless they are a reviewer; otherwise applied, the card
+        refreshed, and a click that came second is told who acted first."""
+        if not await self.reviewers.allows(request.reviewer):
+            log.info("review.refused", reviewer=request.reviewer, case_id=str(request.case_id))
+            if request.channel:
+                await self._client.chat_postEphemeral(channel=request.channel, user=request.reviewer,
+                                                      text=refusal_text(request.reviewer))
+            return
+        result = await review.apply(self._pool, self._sender, request, self._tracker)
+        await self.post_card(request.case_id)
+        if not result.done and request.channel:
+            if result.refused:
+                text = result.refused
+            elif result.winner:
+                text = lost_race_text(result.winner, result.winner_action or "acted on")
+            else:
+                text = f"This case is no longer waiting for review (it is {result.state})."
+            await self._client.chat_postEphemeral(channel=request.channel, user=request.reviewer, text=text)

@@ -1,0 +1,214 @@
+"""Tracker over Jira (the `jira` package, REST API v2): files one escalation issue per case. The client is
+synchronous (requests), so every call runs in a worker thread, never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, Protocol, Self, get_args
+from uuid import UUID
+
+import requests
+from jira import JIRA, JIRAError
+
+Priority = Literal["urgent", "high", "medium", "low"]
+# Jira Cloud's default priority scheme; a project with its own scheme answers 400, which is a setup error.
+JIRA_PRIORITIES: dict[str, str] = {"urgent": "Highest", "high": "High", "medium": "Medium", "low": "Low"}
+# Jira counts Java chars (UTF-16 code units), so an emoji costs two.
+SUMMARY_LIMIT = 255
+DESCRIPTION_LIMIT = 32_767
+LABEL_LIMIT = 255
+NOTE_LIMIT = 4_000
+CASE_LABEL = "cx-case-{case_id}"
+PROJECT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+# `{noformat}` or `{noformat:title=…}` in any case would end our block early and let the rest render as markup.
+NOFORMAT = re.compile(r"\{noformat(?::[^}]*)?\}", re.I)
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+@dataclass(frozen=True)
+class IssueRef:
+    key: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Escalation:
+    case_id: UUID
+    short_id: str
+    summary: str
+    description: str  # the customer's own words: filed as data, never as markup
+    priority: Priority
+    labels: tuple[str, ...] = ()
+    reporter_note: str | None = None  # what the agent who escalated adds
+
+    def __post_init__(self) -> None:
+        if self.priority not in get_args(Priority):
+            raise ValueError(f"priority must be one of {get_args(Priority)}, not {self.priority!r}")
+
+
+class TrackerError(Exception):
+    """The tracker refused or could not be reached; `retryable` says whether the same call may succeed later."""
+
+    def __init__(self, message: str, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+
+
+class Tracker(Protocol):
+    async def escalate(self, escalation: Escalation) -> IssueRef:
+        """File the case's issue, or return the one already filed for it."""
+        ...
+
+
+class JiraTracker:
+    def __init__(
+        self,
+        url: str,
+        email: str,
+        api_token: str,
+        project_key: str,
+        *,
+        issue_type: str = "Task",
+        timeout: float = 10.0,
+    ) -> None:
+        if not PROJECT_KEY.fullmatch(project_key):
+            raise ValueError(f"not a Jira project key: {project_key!r}")  # it goes into JQL
+        self._url = url.rstrip("/")
+        self._auth = (email, api_token)
+        self._project = project_key
+        self._issue_type = issue_type
+        self._timeout = timeout
+        self._jira: JIRA | None = None
+        # One escalation at a time: requests.Session is not thread-safe, and two concurrent escalations of one
+        # case would both search, find nothing, and both create. Escalations come at human pace.
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._jira is not None:
+                jira, self._jira = self._jira, None
+                await asyncio.to_thread(jira.close)
+
+    async def escalate(self, escalation: Escalation) -> IssueRef:
+        async with self._lock:
+            return await asyncio.to_thread(self._escalate, escalation)
+
+    def _escalate(self, escalation: Escalation) -> IssueRef:
+        label = CASE_LABEL.format(case_id=escalation.case_id)
+        try:
+            jira = self._client()
+            # A retried job must not file a second issue. Jira has no idempotency key, so the case label is it.
+            # Jira Cloud's search index can lag a create by seconds, so a retry that comes sooner (after a create
+            # whose answer was lost) can still miss the issue and file a second one.
+            found = jira.search_issues(
+                f'project = "{self._project}" AND labels = "{label}" ORDER BY created ASC',
+                maxResults=1,
+                fields=["summary"],
+            )
+            if found:
+                return IssueRef(found[0].key, found[0].permalink())
+            issue = jira.create_issue(fields=self._fields(escalation, label), prefetch=False)
+            return IssueRef(issue.key, issue.permalink())
+        except JIRAError as exc:
+            raise _jira_error(exc) from exc
+        except TRANSIENT as exc:
+            raise TrackerError(f"Jira could not be reached: {type(exc).__name__}", retryable=True) from exc
+        except requests.RequestException as exc:
+            raise TrackerError(f"Jira request failed: {exc}", retryable=False) from exc
+
+    def _client(self) -> JIRA:
+        # Built on first use, in the worker thread, because the constructor makes a request (serverInfo).
+        if self._jira is None:
+            self._jira = JIRA(
+                server=self._url,
+                basic_auth=self._auth,
+                timeout=self._timeout,
+                # serverInfo tells Cloud from Data Center; without it the library searches through
+                # /rest/api/2/search, which Jira Cloud has retired in favour of /search/jql.
+                get_server_info=True,
+                # The library sleeps 20 s and more in this thread between retries, and retries a POST after a
+                # connection error, which could file the issue twice. The job queue retries instead, and each
+                # retry searches first.
+                max_retries=0,
+            )
+        return self._jira
+
+    def _fields(self, escalation: Escalation, label: str) -> dict[str, object]:
+        return {
+            "project": {"key": self._project},
+            "issuetype": {"name": self._issue_type},
+            "summary": _summary(escalation),
+            "description": _description(escalation),
+            "priority": {"name": JIRA_PRIORITIES[escalation.priority]},
+            "labels": _labels(escalation.labels, label),
+        }
+
+
+def _summary(escalation: Escalation) -> str:
+    one_line = " ".join(CONTROL.sub("", escalation.summary).split())
+    return _fit(one_line or f"Escalated CX case {escalation.short_id}", SUMMARY_LIMIT)
+
+
+def _labels(labels: tuple[str, ...], case_label: str) -> list[str]:
+    # Jira refuses a label with a space in it.
+    cleaned = (_fit("-".join(label.split()), LABEL_LIMIT, marker="") for label in (*labels, case_label))
+    return list(dict.fromkeys(label for label in cleaned if label))
+
+
+def _description(escalation: Escalation) -> str:
+    head = f"Escalated from CX case {escalation.short_id} ({escalation.case_id}).\n\n"
+    if escalation.reporter_note and escalation.reporter_note.strip():
+        head += "*Note from the support team*\n" + _noformat(escalation.reporter_note, NOTE_LIMIT) + "\n\n"
+    head += "*Customer message*\n"
+    budget = DESCRIPTION_LIMIT - _units(head) - _units(_noformat(""))
+    return head + _noformat(escalation.description, budget)
+
+
+def _noformat(text: str, limit: int | None = None) -> str:
+    """`text` as a {noformat} block: shown verbatim, so customer text cannot format, link or break the issue."""
+    text = CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    while (stripped := NOFORMAT.sub("", text)) != text:  # "{no{noformat}format}" strips to a new token
+        text = stripped
+    if limit is not None:
+        text = _fit(text, limit, marker="\n[… truncated]")
+    return "{noformat}\n" + text.strip("\n") + "\n{noformat}"
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fit(text: str, limit: int, marker: str = "…") -> str:
+    """`text` cut to `limit` UTF-16 code units, never inside a surrogate pair, with `marker` where it was cut."""
+    if _units(text) <= limit:
+        return text
+    budget, used = limit - _units(marker), 0
+    for end, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > budget:
+            return text[:end].rstrip() + marker
+    return text
+
+
+def _jira_error(exc: JIRAError) -> TrackerError:
+    # exc.text is Jira's own errorMessages/errors; str(exc) would add response headers and bodies.
+    status = exc.status_code
+    detail = (exc.text or "").strip() or "no error text"
+    if status == 401:
+        return TrackerError(f"Jira refused the credentials (401): check the email and API token ({detail})", False, 401)
+    retryable = status is not None and (status == 429 or status >= 500)
+    return TrackerError(f"Jira answered {status}: {detail}", retryable, status)

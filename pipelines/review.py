@@ -1,0 +1,191 @@
+"""The review hub's decisions (workflow 4): open a case's review, and apply a reviewer's approve,
+reject or take. Each decision is one transaction: the case moves, the review closes, feedback is
+written; of two reviewers acting at once exactly one wins and the other learns who did."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+from db import jobs
+from db import review as review_db
+from db.cases import ActorType, CaseStatus, transition
+from db.pool import transaction
+from pipelines.adapters.jira_tracker import Escalation, Tracker, TrackerError
+from pipelines.jobs import JobName
+from pipelines.replies import ApprovalOutcome, Sender, approve_draft
+from pipelines.review_requests import ActionRequest, ActionResult, ReviewAction
+
+CardFacts = review_db.CardFacts
+
+# A card offers its actions while the case is in one of these.
+REVIEWABLE = frozenset({CaseStatus.AWAITING_REVIEW, CaseStatus.HUMAN_OWNED})
+
+
+async def submit(pool: asyncpg.Pool, delivery_id: str, request: ActionRequest) -> bool:
+    """Queue a click's work once: a redelivered copy (same delivery id) is dropped. False if dropped."""
+    async with transaction(pool) as conn:
+        if not await review_db.first_delivery(conn, delivery_id):
+            return False
+        await jobs.enqueue(conn, JobName.REVIEW_ACTION, request.payload())
+    return True
+
+
+async def prepare_card(pool: asyncpg.Pool, case_id: UUID, timeout_hours: float) -> CardFacts | None:
+    """The card's facts, with the case's pending review opened if it awaits one."""
+    async with transaction(pool) as conn:
+        facts = await review_db.card_facts(conn, case_id)
+        # Only a case waiting for review opens one: a human-owned case was taken or rejected, and
+        # its decided review stays on the card.
+        if facts is None or facts.status != CaseStatus.AWAITING_REVIEW or facts.review_status == "pending":
+            return facts
+        due = datetime.now(UTC) + timedelta(hours=timeout_hours)
+        reason = facts.decision_reason or facts.triage_reason or "needs a reviewer"
+        await review_db.open_review(conn, case_id, facts.draft, facts.draft_confidence, reason, due)
+        return await review_db.card_facts(conn, case_id)
+
+
+async def card_facts(pool: asyncpg.Pool, case_id: UUID) -> CardFacts | None:
+    async with pool.acquire() as conn:
+        return await review_db.card_facts(conn, case_id)
+
+
+async def record_card(pool: asyncpg.Pool, case_id: UUID, channel: str, ts: str) -> None:
+    async with pool.acquire() as conn:
+        await review_db.save_card_message(conn, case_id, channel, ts)
+
+
+async def apply(pool: asyncpg.Pool, sender: Sender, request: ActionRequest,
+                tracker: Tracker | None = None) -> ActionResult:
+    if request.action is ReviewAction.APPROVE:
+        return await _approve(pool, sender, request)
+    if request.action is ReviewAction.REJECT:
+        return await _reject(pool, request)
+    if request.action is ReviewAction.ESCALATE:
+        return await _escalate(pool, tracker, request)
+    return await _take(pool, request)
+
+
+async def _approve(pool: asyncpg.Pool, sender: Sender, request: ActionRequest) -> ActionResult:
+    if request.draft_id is None:
+        raise ValueError("approve needs a draft")
+
+    async def record(conn: asyncpg.Connection) -> None:
+        facts = await review_db.card_facts(conn, request.case_id)
+        if facts is not None and facts.review_id is not None and facts.review_status != "pending":
+            raise _Decided(facts)  # rejected (or otherwise decided) first: roll the approval back
+        review_id = facts.review_id if facts else None
+        if review_id is not None:
+            await review_db.decide(conn, review_id, "approved", request.reviewer)
+        await review_db.add_feedback(conn, request.case_id, review_id, "approval", request.reviewer, field="draft")
+
+    try:
+        approval = await approve_draft(pool, request.draft_id, request.reviewer, sender, also=record)
+    except _Decided as decided:
+        return _late(decided.facts)
+    if approval.outcome is ApprovalOutcome.QUEUED:
+        return ActionResult(done=True)
+    if approval.outcome is ApprovalOutcome.ALREADY_APPROVED:
+        return ActionResult(done=False, winner=approval.approved_by, winner_action="approved")
+    return await _too_late(pool, request.case_id)
+
+
+async def _reject(pool: asyncpg.Pool, request: ActionRequest) -> ActionResult:
+    async with transaction(pool) as conn:
+        facts = await _locked_facts(conn, request.case_id)
+        if facts.status not in REVIEWABLE or facts.review_status != "pending" or facts.review_id is None:
+            return _late(facts)
+        comment = ": ".join(p for p in (request.reason, request.note) if p)
+        await review_db.decide(conn, facts.review_id, "rejected", request.reviewer, comments=comment or None)
+        await review_db.add_feedback(conn, request.case_id, facts.review_id, "rejection", request.reviewer,
+                                     field="draft", ai_value=facts.draft, comment=comment or None)
+        await review_db.assign(conn, request.case_id, request.reviewer)
+        if facts.status == CaseStatus.AWAITING_REVIEW:
+            await transition(conn, request.case_id, CaseStatus.HUMAN_OWNED, actor_type=ActorType.REVIEWER,
+                             actor_id=request.reviewer, note=f"draft rejected: {comment}" if comment else "draft rejected")
+    return ActionResult(done=True)
+
+
+async def _take(pool: asyncpg.Pool, request: ActionRequest) -> ActionResult:
+    async with transaction(pool) as conn:
+        facts = await _locked_facts(conn, request.case_id)
+        if facts.status not in REVIEWABLE:
+            return _late(facts)
+        if facts.owner is not None:
+            return ActionResult(done=facts.owner == request.reviewer, winner=facts.owner, winner_action="took")
+        await review_db.assign(conn, request.case_id, request.reviewer)
+        if facts.status == CaseStatus.AWAITING_REVIEW:
+            await transition(conn, request.case_id, CaseStatus.HUMAN_OWNED, actor_type=ActorType.REVIEWER,
+                             actor_id=request.reviewer, note="taken by a reviewer")
+    return ActionResult(done=True)
+
+
+# Our priorities as the tracker's: a critical case is Jira's Highest.
+_TRACKER_PRIORITY = {"critical": "urgent", "high": "high", "medium": "medium", "low": "low"}
+
+
+async def _escalate(pool: asyncpg.Pool, tracker: Tracker | None, request: ActionRequest) -> ActionResult:
+    """File the case in the tracker once and mark it escalated. The tracker call happens outside
+    any transaction; the tracker itself finds an issue already filed for the case (a retried job,
+    or two reviewers at once), so both land on the same issue and the second is told."""
+    if tracker is None:
+        return ActionResult(done=False, refused="Jira is not configured (JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN)")
+    facts = await card_facts(pool, request.case_id)
+    if facts is None:
+        raise LookupError(f"no case {request.case_id}")
+    if facts.status not in REVIEWABLE:
+        return _late(facts)
+    escalation = Escalation(
+        case_id=facts.case_id, short_id=f"CX-{facts.short_id}",
+        summary=f"CX-{facts.short_id}: {facts.summary or facts.subject or 'escalated support case'}",
+        description=facts.description, priority=_TRACKER_PRIORITY.get(facts.priority or "", "medium"),  # type: ignore[arg-type]
+        labels=tuple(label for label in ("cx-support", facts.category) if label),
+        reporter_note=f"Escalated from Slack by reviewer {request.reviewer}",
+    )
+    try:
+        issue = await tracker.escalate(escalation)
+    except TrackerError as exc:
+        if exc.retryable:
+            raise
+        return ActionResult(done=False, refused=f"Jira refused the issue: {exc.message}")
+    async with transaction(pool) as conn:
+        facts = await _locked_facts(conn, request.case_id)
+        if facts.jira_issue_key is not None or facts.status not in REVIEWABLE:
+            return _late(facts)
+        await review_db.set_jira_issue(conn, request.case_id, issue.key)
+        if facts.review_id is not None and facts.review_status == "pending":
+            await review_db.decide(conn, facts.review_id, "escalated", request.reviewer, comments=issue.key)
+        await review_db.add_feedback(conn, request.case_id, facts.review_id, "escalation", request.reviewer,
+                                     comment=issue.key)
+        await transition(conn, request.case_id, CaseStatus.ESCALATED, actor_type=ActorType.REVIEWER,
+                         actor_id=request.reviewer, note=f"escalated to {issue.key}")
+    return ActionResult(done=True)
+
+
+async def _locked_facts(conn: asyncpg.Connection, case_id: UUID) -> CardFacts:
+    # The case row lock orders this decision after any concurrent one (approve takes it too).
+    facts = await review_db.card_facts(conn, case_id, lock=True)
+    if facts is None:
+        raise LookupError(f"no case {case_id}")
+    return facts
+
+
+class _Decided(Exception):
+    def __init__(self, facts: CardFacts) -> None:
+        self.facts = facts
+
+
+def _late(facts: CardFacts) -> ActionResult:
+    if facts.review_status not in (None, "pending"):
+        return ActionResult(done=False, winner=facts.reviewed_by, winner_action=facts.review_status,
+                            state=facts.status)
+    return ActionResult(done=False, state=facts.status)
+
+
+async def _too_late(pool: asyncpg.Pool, case_id: UUID) -> ActionResult:
+    facts = await card_facts(pool, case_id)
+    if facts is None:
+        raise LookupError(f"no case {case_id}")
+    return _late(facts)

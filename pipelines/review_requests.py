@@ -1,0 +1,49 @@
+"""A reviewer's click as a job payload, and what came of it. Free of the database, so that the
+Slack listeners (which may not reach SQL) can build one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+
+class ReviewAction(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    TAKE = "take"
+    ESCALATE = "escalate"
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """A reviewer's click, as the Slack listener queues it."""
+
+    action: ReviewAction
+    reviewer: str  # Slack user id
+    case_id: UUID
+    draft_id: UUID | None = None
+    channel: str | None = None  # the card's message, to update in place
+    ts: str | None = None
+    reason: str | None = None  # reject
+    note: str | None = None
+
+    def payload(self) -> bytes:
+        return json.dumps({k: str(v) if isinstance(v, UUID) else v for k, v in asdict(self).items()}).encode()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> ActionRequest:
+        data: dict[str, Any] = json.loads(payload)
+        return cls(**{**data, "action": ReviewAction(data["action"]), "case_id": UUID(data["case_id"]),
+                      "draft_id": UUID(data["draft_id"]) if data.get("draft_id") else None})
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    done: bool  # this click changed the case
+    winner: str | None = None  # when it did not: who acted first (a Slack user id, or "auto-send")
+    winner_action: str | None = None
+    state: str | None = None  # the case's state when the click came too late
+    refused: str | None = None  # an outside service said no (e.g. Jira rejected the issue): why

@@ -1,0 +1,96 @@
+"""Workflow 4's decisions on the database: approve, reject, take; one winner of two at once; a
+redelivered click queues nothing; each decision leaves its feedback and review row."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from pipelines import review
+from pipelines.review_requests import ActionRequest, ReviewAction
+from tests.test_drafting import SENDER, jobs_queued, review_case
+
+
+async def facts(pool, case_id):
+    opened = await review.prepare_card(pool, case_id, timeout_hours=2)
+    assert opened is not None and opened.review_status == "pending"
+    return opened
+
+
+async def test_a_card_opens_one_pending_review_with_the_drafts_reason(pool):
+    case_id, draft_id = await review_case(pool)
+    first = await facts(pool, case_id)
+    again = await facts(pool, case_id)
+    assert first.review_id == again.review_id and first.draft_id == draft_id
+    row = await pool.fetchrow("SELECT draft, review_reason, due_at - created_at AS due FROM review_queue")
+    assert row["draft"] == first.draft and "extractive" in row["review_reason"]
+    assert row["due"].total_seconds() == 2 * 3600 or abs(row["due"].total_seconds() - 7200) < 5
+    assert first.citations and first.citations[0][1].startswith("https://")
+
+
+async def test_approve_queues_the_reply_and_records_the_decision(pool):
+    case_id, draft_id = await review_case(pool)
+    await facts(pool, case_id)
+    result = await review.apply(pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id))
+    assert result.done
+    review_row = await pool.fetchrow("SELECT status, reviewed_by FROM review_queue")
+    feedback = await pool.fetch("SELECT feedback_type, reviewer, field FROM agent_feedback")
+    assert tuple(review_row) == ("approved", "U_ALICE")
+    assert [tuple(f) for f in feedback] == [("approval", "U_ALICE", "draft")]
+    assert await pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "sending"
+    assert [j for j, _ in await jobs_queued(pool)].count("reply.send") == 1
+
+
+async def test_approve_and_reject_at_once_have_one_winner_and_the_other_is_told(pool):
+    case_id, draft_id = await review_case(pool)
+    await facts(pool, case_id)
+    approve = ActionRequest(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id)
+    reject = ActionRequest(ReviewAction.REJECT, "U_BOB", case_id, draft_id, reason="tone")
+    results = await asyncio.gather(review.apply(pool, SENDER, approve), review.apply(pool, SENDER, reject))
+    assert sorted(r.done for r in results) == [False, True]
+    winner = "U_ALICE" if results[0].done else "U_BOB"
+    loser = results[1] if results[0].done else results[0]
+    assert loser.winner == winner
+    decided = await pool.fetch("SELECT status, reviewed_by FROM review_queue")
+    assert len(decided) == 1 and decided[0]["reviewed_by"] == winner
+    outbox = await pool.fetchval("SELECT count(*) FROM reply_outbox")
+    assert outbox == (1 if winner == "U_ALICE" else 0)
+    assert await pool.fetchval("SELECT count(*) FROM agent_feedback") == 1
+
+
+async def test_reject_hands_the_case_to_the_reviewer_and_sends_nothing(pool):
+    case_id, draft_id = await review_case(pool)
+    await facts(pool, case_id)
+    request = ActionRequest(ReviewAction.REJECT, "U_BOB", case_id, draft_id, reason="inaccurate", note="wrong card")
+    assert (await review.apply(pool, SENDER, request)).done
+    case = await pool.fetchrow("SELECT status, owner_slack_user_id FROM cases WHERE case_id = $1", case_id)
+    assert tuple(case) == ("human_owned", "U_BOB")
+    feedback = await pool.fetchrow("SELECT feedback_type, comment, ai_value FROM agent_feedback")
+    assert feedback["feedback_type"] == "rejection" and feedback["comment"] == "inaccurate: wrong card"
+    assert feedback["ai_value"].startswith("Hi Mia,")
+    assert await pool.fetchval("SELECT count(*) FROM reply_outbox") == 0
+    again = await review.apply(pool, SENDER, ActionRequest(ReviewAction.REJECT, "U_CAROL", case_id, draft_id))
+    assert not again.done and again.winner == "U_BOB" and again.winner_action == "rejected"
+
+
+async def test_take_assigns_the_first_clicker_only(pool):
+    case_id, draft_id = await review_case(pool)
+    await facts(pool, case_id)
+    first = await review.apply(pool, SENDER, ActionRequest(ReviewAction.TAKE, "U_ALICE", case_id, draft_id))
+    second = await review.apply(pool, SENDER, ActionRequest(ReviewAction.TAKE, "U_BOB", case_id, draft_id))
+    assert first.done and not second.done and second.winner == "U_ALICE"
+    case = await pool.fetchrow("SELECT status, owner_slack_user_id FROM cases WHERE case_id = $1", case_id)
+    assert tuple(case) == ("human_owned", "U_ALICE")
+    assert await pool.fetchval("SELECT assigned_to FROM review_queue") == "U_ALICE"
+    # The owner may still approve the draft.
+    assert (await review.apply(pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id))).done
+
+
+async def test_a_redelivered_click_is_queued_once(pool):
+    case_id, draft_id = await review_case(pool)
+    request = ActionRequest(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id, channel="C1", ts="1.2")
+    assert await review.submit(pool, "click:U_ALICE:1700000000.1", request)
+    assert not await review.submit(pool, "click:U_ALICE:1700000000.1", request)
+    queued = [p for j, p in await jobs_queued(pool) if j == "review.action"]
+    assert queued == [json.loads(request.payload())]
+    assert ActionRequest.from_payload(request.payload()) == request

@@ -1,0 +1,210 @@
+"""The review hub through Bolt: real payload shapes dispatched to our listeners, the queued jobs run
+as the worker runs them, the real slack_sdk client against the fake Web API. Asserts on the Slack
+calls made and on the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.deps import Deps
+from bot.metrics import Metrics
+from bot.review_desk import SlackReviewDesk
+from bot.settings import Settings
+from bot.slack_app import build_slack_app
+from bot.worker import job_handlers
+from pipelines.adapters.jira_tracker import JiraTracker
+from tests.fakes.jira import FakeJira
+from tests.fakes.slack import FakeSlack
+from tests.test_drafting import SENDER, jobs_queued, review_case
+
+REVIEW_CHANNEL = "C0REVIEW"
+REVIEWERS = "S0REVIEWERS"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        fake.usergroup_members[REVIEWERS] = ["U0ALICE", "U0BOB"]
+        yield fake
+
+
+@pytest.fixture
+def deps(pool, slack: FakeSlack) -> Deps:
+    settings = Settings(_env_file=None, slack_review_channel=REVIEW_CHANNEL, slack_reviewer_group=REVIEWERS)
+    client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
+    return Deps(settings=settings, pool=pool, metrics=Metrics(), slack=client,
+                review=SlackReviewDesk(pool, client, settings, SENDER))
+
+
+async def run_jobs(deps: Deps, name: str) -> int:
+    """Run the queued jobs of one kind once, as the worker would; returns how many ran."""
+    ran = 0
+    for entrypoint, payload in await jobs_queued(deps.pool):
+        if entrypoint == name:
+            await job_handlers()[name](deps, json.dumps(payload).encode())
+            ran += 1
+    await deps.pool.execute("DELETE FROM pgqueuer WHERE entrypoint = $1", name)
+    return ran
+
+
+async def posted_card(deps: Deps, slack: FakeSlack) -> tuple[Any, dict[str, Any]]:
+    case_id, draft_id = await review_case(deps.pool)
+    assert await run_jobs(deps, "case.review_card") == 1
+    (card,) = [m for m in slack.messages if m["thread_ts"] is None]
+    return (case_id, draft_id), card
+
+
+def button(card: dict[str, Any], action_id: str) -> dict[str, Any]:
+    return next(e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]
+                if e["action_id"] == action_id)
+
+
+def click(slack: FakeSlack, card: dict[str, Any], action_id: str, user: str, action_ts: str | None = None) -> dict:
+    element = button(card, action_id)
+    return {
+        "type": "block_actions",
+        "team": {"id": slack.team_id, "domain": "fake"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": slack.team_id},
+        "api_app_id": slack.app_id,
+        "token": "verification-token",
+        "container": {"type": "message", "message_ts": card["ts"], "channel_id": card["channel"],
+                      "is_ephemeral": False},
+        "trigger_id": f"{time.time()}.trigger",
+        "channel": {"id": card["channel"], "name": "support-review"},
+        "message": {"type": "message", "ts": card["ts"], "text": card["text"], "blocks": card["blocks"]},
+        "response_url": f"{slack.url}/response_url/hook",
+        "actions": [{"action_id": action_id, "block_id": "card_actions", "type": "button",
+                     "text": element["text"], "value": element["value"],
+                     "action_ts": action_ts or f"{time.time():.6f}"}],
+    }
+
+
+async def dispatch(deps: Deps, body: dict[str, Any]) -> int:
+    app = build_slack_app(deps, deps.slack)
+    started = time.monotonic()
+    response = await app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
+    assert time.monotonic() - started < 3, "Slack wants the ack within three seconds"
+    return response.status
+
+
+async def test_a_review_card_is_posted_once_with_its_buttons(deps, slack):
+    (case_id, _), card = await posted_card(deps, slack)
+    assert card["channel"] == REVIEW_CHANNEL
+    ids = {e["action_id"] for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]}
+    assert {"review_approve", "review_reject", "review_take"} <= ids
+    row = await deps.pool.fetchrow("SELECT channel_id, ts FROM slack_messages WHERE case_id = $1", case_id)
+    assert tuple(row) == (REVIEW_CHANNEL, card["ts"])
+    # A retried card job updates the same message instead of posting another.
+    await job_handlers()["case.review_card"](deps, json.dumps({"case_id": str(case_id)}).encode())
+    assert len([m for m in slack.messages if m["thread_ts"] is None]) == 1
+    assert slack.calls("chat.update")
+
+
+async def test_approve_click_acks_queues_and_the_job_sends_once_and_updates_the_card(deps, slack):
+    (case_id, _), card = await posted_card(deps, slack)
+    assert await dispatch(deps, click(slack, card, "review_approve", "U0ALICE")) == 200
+    assert [j for j, _ in await jobs_queued(deps.pool)].count("review.action") == 1
+    assert await run_jobs(deps, "review.action") == 1
+    assert await deps.pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "sending"
+    assert await deps.pool.fetchval("SELECT approved_by FROM reply_outbox") == "U0ALICE"
+    updated = slack.calls("chat.update")[-1].json or slack.calls("chat.update")[-1].params
+    assert updated["ts"] == card["ts"]
+    (message,) = [m for m in slack.messages if m["ts"] == card["ts"]]
+    assert not any(b["type"] == "actions" and any(e["action_id"] == "review_approve" for e in b["elements"])
+                   for b in message["blocks"]), "a spent Approve button disappears"
+    assert "U0ALICE" in json.dumps(message["blocks"])
+
+
+async def test_a_non_reviewer_is_refused_and_nothing_changes(deps, slack):
+    (case_id, _), card = await posted_card(deps, slack)
+    await dispatch(deps, click(slack, card, "review_approve", "U0MALLORY"))
+    await run_jobs(deps, "review.action")
+    assert [e["user"] for e in slack.ephemeral] == ["U0MALLORY"]
+    assert "reviewer" in slack.ephemeral[0]["text"].lower()
+    assert await deps.pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "awaiting_review"
+    assert await deps.pool.fetchval("SELECT count(*) FROM reply_outbox") == 0
+    assert await deps.pool.fetchval("SELECT status FROM review_queue") == "pending"
+
+
+async def test_a_double_click_sends_once_and_tells_the_second_clicker_who_won(deps, slack):
+    _, card = await posted_card(deps, slack)
+    await asyncio.gather(dispatch(deps, click(slack, card, "review_approve", "U0ALICE")),
+                         dispatch(deps, click(slack, card, "review_approve", "U0BOB")))
+    assert await run_jobs(deps, "review.action") == 2
+    assert await deps.pool.fetchval("SELECT count(*) FROM reply_outbox") == 1
+    assert [j for j, _ in await jobs_queued(deps.pool)].count("reply.send") == 1
+    winner = await deps.pool.fetchval("SELECT approved_by FROM reply_outbox")
+    (told,) = slack.ephemeral
+    assert told["user"] == ({"U0ALICE", "U0BOB"} - {winner}).pop() and winner in told["text"]
+
+
+async def test_a_duplicated_delivery_has_no_second_effect(deps, slack):
+    _, card = await posted_card(deps, slack)
+    body = click(slack, card, "review_approve", "U0ALICE", action_ts="1700000123.000100")
+    assert await dispatch(deps, body) == 200
+    assert await dispatch(deps, body) == 200  # Slack redelivers an envelope it saw no ack for
+    assert await run_jobs(deps, "review.action") == 1
+    assert slack.ephemeral == [] and await deps.pool.fetchval("SELECT count(*) FROM agent_feedback") == 1
+
+
+async def test_reject_opens_a_modal_and_its_submission_hands_the_case_over(deps, slack):
+    (case_id, _), card = await posted_card(deps, slack)
+    await dispatch(deps, click(slack, card, "review_reject", "U0BOB"))
+    (view,) = await slack.wait_until(lambda: list(slack.views.values()))
+    assert view["callback_id"] == "review_reject_modal"
+    submission = {
+        "type": "view_submission", "team": {"id": slack.team_id}, "user": {"id": "U0BOB", "team_id": slack.team_id},
+        "api_app_id": slack.app_id, "token": "verification-token", "trigger_id": "1.2.trigger",
+        "view": {**view, "state": {"values": {
+            "reason": {"reason": {"type": "static_select", "selected_option": {
+                "text": {"type": "plain_text", "text": "Tone not right"}, "value": "tone"}}},
+            "note": {"note": {"type": "plain_text_input", "value": "too stiff"}}}}},
+    }
+    assert await dispatch(deps, submission) == 200
+    assert await run_jobs(deps, "review.action") == 1
+    case = await deps.pool.fetchrow("SELECT status, owner_slack_user_id FROM cases WHERE case_id = $1", case_id)
+    assert tuple(case) == ("human_owned", "U0BOB")
+    assert await deps.pool.fetchval("SELECT reviewer_comments FROM review_queue") == "tone: too stiff"
+    assert await deps.pool.fetchval("SELECT count(*) FROM reply_outbox") == 0
+    (message,) = [m for m in slack.messages if m["ts"] == card["ts"]]
+    assert "Rejected" in json.dumps(message["blocks"])
+
+
+async def test_a_card_that_cannot_be_posted_stays_queued(deps, slack):
+    case_id, _ = await review_case(deps.pool)
+    slack.fail_next("chat.postMessage", "channel_not_found")
+    with pytest.raises(Exception, match="channel_not_found"):
+        await job_handlers()["case.review_card"](deps, json.dumps({"case_id": str(case_id)}).encode())
+    assert await deps.pool.fetchval("SELECT count(*) FROM slack_messages") == 0
+    assert "case.review_card" in [j for j, _ in await jobs_queued(deps.pool)]
+
+
+async def test_escalate_files_one_jira_issue_and_links_it_on_the_card(pool, slack):
+    async with FakeJira(projects=("SUP",)) as jira:
+        settings = Settings(_env_file=None, slack_review_channel=REVIEW_CHANNEL, slack_reviewer_group=REVIEWERS,
+                            jira_url=jira.url, jira_email="bot@example.com", jira_api_token="token")
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
+        tracker = JiraTracker(jira.url, "bot@example.com", "token", "SUP")
+        deps = Deps(settings=settings, pool=pool, metrics=Metrics(), slack=client,
+                    review=SlackReviewDesk(pool, client, settings, SENDER, tracker))
+        (case_id, _), card = await posted_card(deps, slack)
+        await dispatch(deps, click(slack, card, "review_escalate", "U0ALICE"))
+        await dispatch(deps, click(slack, card, "review_escalate", "U0BOB"))
+        assert await run_jobs(deps, "review.action") == 2
+        (issue,) = jira.issues.values()
+        assert f"cx-case-{case_id}" in issue["fields"]["labels"]
+        case = await pool.fetchrow("SELECT status, jira_issue_key FROM cases WHERE case_id = $1", case_id)
+        assert tuple(case) == ("escalated", issue["key"])
+        assert await pool.fetchval("SELECT status FROM review_queue") == "escalated"
+        assert [e["user"] for e in slack.ephemeral] == ["U0BOB"]  # the second click learns it was done
+        (message,) = [m for m in slack.messages if m["ts"] == card["ts"]]
+        assert f"{jira.url}/browse/{issue['key']}" in json.dumps(message["blocks"])
+        await tracker.close()
