@@ -77,4 +77,5 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     )
     if deps.slack is None:
         return deps
-    return replace(deps, review=SlackReviewDesk(pool, deps.slack, settings, deps.sender, build_tracker(settings)))
+    desk = SlackReviewDesk(pool, deps.slack, settings, deps.sender, build_tracker(settings), taxonomy)
+    return replace(deps, review=desk)

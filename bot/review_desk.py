@@ -3,6 +3,7 @@ to Slack (post or refresh a case's card; carry out a reviewer's click)."""
 
 from __future__ import annotations
 
+from typing import get_args
 from uuid import UUID
 
 import asyncpg
@@ -22,6 +23,7 @@ from handlers.reviewers import ReviewerCheck
 from pipelines import review
 from pipelines.adapters.jira_tracker import Tracker
 from pipelines.replies import Sender
+from pipelines.taxonomy import Priority, Taxonomy
 from pipelines.review_requests import ActionRequest
 
 log = structlog.get_logger(__name__)
@@ -53,9 +55,9 @@ def card_from_facts(facts: review.CardFacts, jira_url: str | None = None) -> Rev
 
 class SlackReviewDesk:
     def __init__(self, pool: asyncpg.Pool, client: AsyncWebClient, settings: Settings, sender: Sender,
-                 tracker: Tracker | None = None) -> None:
+                 tracker: Tracker | None = None, taxonomy: Taxonomy | None = None) -> None:
         self._pool, self._client, self._settings, self._sender = pool, client, settings, sender
-        self._tracker = tracker
+        self._tracker, self._taxonomy = tracker, taxonomy
         self.reviewers = ReviewerCheck(client, group=settings.slack_reviewer_group,
                                        channel=settings.slack_review_channel)
 
@@ -65,6 +67,11 @@ class SlackReviewDesk:
     async def card(self, case_id: UUID) -> ReviewCard | None:
         facts = await review.card_facts(self._pool, case_id)
         return card_from_facts(facts, self._settings.jira_url) if facts else None
+
+    def edit_choices(self) -> tuple[dict[str, list[str]], list[str]]:
+        categories = ({name: list(spec.subcategories) for name, spec in self._taxonomy.categories.items()}
+                      if self._taxonomy else {})
+        return categories, list(get_args(Priority))
 
     async def post_card(self, case_id: UUID) -> None:
         """Post the case's card to the review channel, or refresh it in place if it was posted.

@@ -168,3 +168,13 @@ async def first_delivery(conn: asyncpg.Connection, delivery_id: str) -> bool:
 
 async def set_jira_issue(conn: asyncpg.Connection, case_id: UUID, key: str) -> None:
     await conn.execute("UPDATE cases SET jira_issue_key = $2, updated_at = now() WHERE case_id = $1", case_id, key)
+
+
+async def correct_labels(conn: asyncpg.Connection, case_id: UUID, category: str | None, subcategory: str | None,
+                         priority: str | None) -> None:
+    """A reviewer's labels replace triage's (NULL keeps a label as it is)."""
+    await conn.execute(
+        "UPDATE cases SET category = coalesce($2, category), subcategory = coalesce($3, subcategory), "
+        "priority = coalesce($4, priority), updated_at = now() WHERE case_id = $1",
+        case_id, category, subcategory, priority,
+    )

@@ -4,13 +4,23 @@ reject modal opens here because Slack's trigger_id is only good for three second
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers.review_card import ReviewCard, refusal_text, reject_modal
+from handlers.review_card import (
+    EDIT_CALLBACK_ID,
+    REJECT_CALLBACK_ID,
+    CardButton,
+    ModalBlock,
+    ReviewCard,
+    edit_modal,
+    refusal_text,
+    reject_modal,
+)
 from handlers.reviewers import ReviewerCheck
 from pipelines.review_requests import ActionRequest, ReviewAction
 
@@ -23,6 +33,10 @@ class ReviewDesk(Protocol):
     async def submit(self, delivery_id: str, request: ActionRequest) -> bool: ...
 
     async def card(self, case_id: UUID) -> ReviewCard | None: ...
+
+    def edit_choices(self) -> tuple[Mapping[str, Sequence[str]], Sequence[str]]:
+        """The taxonomy's categories with their subcategories, and the priorities."""
+        ...
 
 
 def _desk(context: dict[str, Any]) -> ReviewDesk:
@@ -58,7 +72,8 @@ async def on_escalate(ack: AsyncAck, body: dict[str, Any], context: dict[str, An
     await _click(ack, body, context, ReviewAction.ESCALATE)
 
 
-async def on_reject(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient) -> None:
+async def _open_modal(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient,
+                      build: Callable[[ReviewDesk, ReviewCard, str, str], dict[str, Any]]) -> None:
     await ack()
     desk, user = _desk(context), body["user"]["id"]
     container = body.get("container", {})
@@ -69,25 +84,69 @@ async def on_reject(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any]
     if card is None:
         return
     await client.views_open(trigger_id=body["trigger_id"],
-                            view=reject_modal(card, channel=container["channel_id"], ts=container["message_ts"]))
+                            view=build(desk, card, container["channel_id"], container["message_ts"]))
 
 
-async def on_reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
-                              context: dict[str, Any]) -> None:
+async def on_reject(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient) -> None:
+    await _open_modal(ack, body, context, client, lambda _, card, channel, ts: reject_modal(card, channel=channel, ts=ts))
+
+
+def _edit_view(desk: ReviewDesk, card: ReviewCard, channel: str, ts: str) -> dict[str, Any]:
+    categories, priorities = desk.edit_choices()
+    return edit_modal(card, categories=categories, priorities=priorities, channel=channel, ts=ts)
+
+
+async def on_edit(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient) -> None:
+    await _open_modal(ack, body, context, client, _edit_view)
+
+
+def _input(values: dict[str, Any], block: ModalBlock) -> Any:
+    """An input's value: typed text, or the value of the selected option (None when left empty)."""
+    state = values.get(block, {}).get(block, {})
+    return (state.get("selected_option") or {}).get("value") if "selected_option" in state else state.get("value")
+
+
+async def _submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any],
+                     kind: ReviewAction, **fields: Any) -> None:
     meta = json.loads(view["private_metadata"])
-    values = view["state"]["values"]
-    reason = (values["reason"]["reason"].get("selected_option") or {}).get("value")
-    note = values.get("note", {}).get("note", {}).get("value")
-    request = ActionRequest(action=ReviewAction.REJECT, reviewer=body["user"]["id"], case_id=UUID(meta["case_id"]),
+    request = ActionRequest(action=kind, reviewer=body["user"]["id"], case_id=UUID(meta["case_id"]),
                             draft_id=UUID(meta["draft_id"]) if meta.get("draft_id") else None,
-                            channel=meta.get("channel"), ts=meta.get("ts"), reason=reason, note=note)
+                            channel=meta.get("channel"), ts=meta.get("ts"), **fields)
+    # A resubmitted view (Slack retries an unacknowledged one) keeps its id: queued once.
     await _desk(context).submit(f"view:{view['id']}", request)
     await ack()
 
 
+async def on_reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
+                              context: dict[str, Any]) -> None:
+    values = view["state"]["values"]
+    await _submitted(ack, body, view, context, ReviewAction.REJECT, reason=_input(values, ModalBlock.REASON),
+                     note=_input(values, ModalBlock.NOTE))
+
+
+async def on_edit_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
+                            context: dict[str, Any]) -> None:
+    values = view["state"]["values"]
+    reply = (_input(values, ModalBlock.REPLY) or "").strip()
+    if not reply:
+        await ack(response_action="errors", errors={ModalBlock.REPLY.value: "Write the reply to send."})
+        return
+    categories, _ = _desk(context).edit_choices()
+    category, subcategory = _input(values, ModalBlock.CATEGORY), _input(values, ModalBlock.SUBCATEGORY)
+    if subcategory and category and subcategory not in categories.get(category, ()):
+        await ack(response_action="errors",
+                  errors={ModalBlock.SUBCATEGORY.value: f"Not a subcategory of {category}."})
+        return
+    await _submitted(ack, body, view, context, ReviewAction.EDIT, reply=reply, category=category,
+                     subcategory=subcategory, priority=_input(values, ModalBlock.PRIORITY),
+                     note=_input(values, ModalBlock.NOTE))
+
+
 def register(app: AsyncApp) -> None:
-    app.action("review_approve")(on_approve)
-    app.action("review_take")(on_take)
-    app.action("review_escalate")(on_escalate)
-    app.action("review_reject")(on_reject)
-    app.view("review_reject_modal")(on_reject_submitted)
+    app.action(CardButton.APPROVE.value)(on_approve)
+    app.action(CardButton.TAKE.value)(on_take)
+    app.action(CardButton.ESCALATE.value)(on_escalate)
+    app.action(CardButton.REJECT.value)(on_reject)
+    app.action(CardButton.EDIT.value)(on_edit)
+    app.view(REJECT_CALLBACK_ID)(on_reject_submitted)
+    app.view(EDIT_CALLBACK_ID)(on_edit_submitted)

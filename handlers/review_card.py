@@ -15,7 +15,7 @@ from handlers import mrkdwn
 from handlers.mrkdwn import escape, one_line, safe, truncate
 
 
-class ReviewAction(StrEnum):
+class CardButton(StrEnum):
     """action_ids of the card's buttons; the listeners match on these."""
 
     APPROVE = "review_approve"
@@ -418,16 +418,16 @@ def _buttons(card: ReviewCard) -> list[dict[str, Any]]:
     value = card_ref(card).to_value()
     buttons = []
     if card.draft and card.draft.strip() and card.draft_id is not None:
-        buttons.append(_button("Approve & send", ReviewAction.APPROVE, value, style="primary"))
-    buttons.append(_button("Edit", ReviewAction.EDIT, value))
-    buttons.append(_button("Reject", ReviewAction.REJECT, value, style="danger"))
-    buttons.append(_button("Escalate", ReviewAction.ESCALATE, value))
+        buttons.append(_button("Approve & send", CardButton.APPROVE, value, style="primary"))
+    buttons.append(_button("Edit", CardButton.EDIT, value))
+    buttons.append(_button("Reject", CardButton.REJECT, value, style="danger"))
+    buttons.append(_button("Escalate", CardButton.ESCALATE, value))
     if card.owner is None:
-        buttons.append(_button("Take it", ReviewAction.TAKE, value))
+        buttons.append(_button("Take it", CardButton.TAKE, value))
     return buttons
 
 
-def _button(text: str, action: ReviewAction, value: str, *, style: str | None = None) -> dict[str, Any]:
+def _button(text: str, action: CardButton, value: str, *, style: str | None = None) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
         "action_id": action.value,

@@ -9,13 +9,14 @@ from uuid import UUID
 
 import asyncpg
 
-from db import jobs
+from db import examples, jobs
 from db import review as review_db
 from db.cases import ActorType, CaseStatus, transition
 from db.pool import transaction
 from pipelines.adapters.jira_tracker import Escalation, Tracker, TrackerError
 from pipelines.jobs import JobName
 from pipelines.replies import ApprovalOutcome, Sender, approve_draft
+from pipelines.triagers import TriageInput
 from pipelines.review_requests import ActionRequest, ActionResult, ReviewAction
 
 CardFacts = review_db.CardFacts
@@ -65,24 +66,37 @@ async def apply(pool: asyncpg.Pool, sender: Sender, request: ActionRequest,
         return await _reject(pool, request)
     if request.action is ReviewAction.ESCALATE:
         return await _escalate(pool, tracker, request)
+    if request.action is ReviewAction.EDIT:
+        return await _approve(pool, sender, request)
     return await _take(pool, request)
 
 
 async def _approve(pool: asyncpg.Pool, sender: Sender, request: ActionRequest) -> ActionResult:
     if request.draft_id is None:
-        raise ValueError("approve needs a draft")
+        raise ValueError("approve and edit need a draft")
+
+    edited = request.action is ReviewAction.EDIT
 
     async def record(conn: asyncpg.Connection) -> None:
         facts = await review_db.card_facts(conn, request.case_id)
-        if facts is not None and facts.review_id is not None and facts.review_status != "pending":
+        if facts is None:
+            raise LookupError(f"no case {request.case_id}")
+        if facts.review_id is not None and facts.review_status != "pending":
             raise _Decided(facts)  # rejected (or otherwise decided) first: roll the approval back
-        review_id = facts.review_id if facts else None
-        if review_id is not None:
-            await review_db.decide(conn, review_id, "approved", request.reviewer)
-        await review_db.add_feedback(conn, request.case_id, review_id, "approval", request.reviewer, field="draft")
+        if facts.review_id is not None:
+            await review_db.decide(conn, facts.review_id, "edited" if edited else "approved", request.reviewer,
+                                   comments=request.note, final_solution=request.reply if edited else None)
+        if not edited:
+            await review_db.add_feedback(conn, request.case_id, facts.review_id, "approval", request.reviewer,
+                                         field="draft")
+            return
+        await review_db.add_feedback(conn, request.case_id, facts.review_id, "edit", request.reviewer, field="draft",
+                                     ai_value=facts.draft, human_value=request.reply, comment=request.note)
+        await _learn_labels(conn, facts, request)
 
     try:
-        approval = await approve_draft(pool, request.draft_id, request.reviewer, sender, also=record)
+        approval = await approve_draft(pool, request.draft_id, request.reviewer, sender,
+                                       body=request.reply if edited else None, also=record)
     except _Decided as decided:
         return _late(decided.facts)
     if approval.outcome is ApprovalOutcome.QUEUED:
@@ -170,6 +184,27 @@ async def _locked_facts(conn: asyncpg.Connection, case_id: UUID) -> CardFacts:
     if facts is None:
         raise LookupError(f"no case {case_id}")
     return facts
+
+
+async def _learn_labels(conn: asyncpg.Connection, facts: CardFacts, request: ActionRequest) -> None:
+    """Labels the reviewer changed are corrections: feedback for the triage step, the case's labels,
+    and a labelled example the local triager's memories pick up on its next case (no retraining)."""
+    changed = {field: (old, new) for field, old, new in (
+        ("category", facts.category, request.category), ("subcategory", facts.subcategory, request.subcategory),
+        ("priority", facts.priority, request.priority)) if new and new != old}
+    if not changed:
+        return
+    for field, (old, new) in changed.items():
+        await review_db.add_feedback(conn, facts.case_id, facts.review_id, "correction", request.reviewer,
+                                     field=field, ai_value=old, human_value=new, agent_name="triage")
+    await review_db.correct_labels(conn, facts.case_id, request.category, request.subcategory, request.priority)
+    category = request.category or facts.category
+    if category:
+        # The text as the triager reads a case, so that the example matches what it will see.
+        text = TriageInput(body=facts.description, subject=facts.subject).text
+        await examples.add_examples(conn, [(text, category, request.subcategory or facts.subcategory,
+                                            request.priority or facts.priority)],
+                                    source="correction", case_id=facts.case_id)
 
 
 class _Decided(Exception):

@@ -15,6 +15,7 @@ class ReviewAction(StrEnum):
     REJECT = "reject"
     TAKE = "take"
     ESCALATE = "escalate"
+    EDIT = "edit"  # edited reply sent, with corrected labels
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class ActionRequest:
     ts: str | None = None
     reason: str | None = None  # reject
     note: str | None = None
+    reply: str | None = None  # edit: the text to send
+    category: str | None = None  # edit: the reviewer's labels, when they differ from triage's
+    subcategory: str | None = None
+    priority: str | None = None
 
     def payload(self) -> bytes:
         return json.dumps({k: str(v) if isinstance(v, UUID) else v for k, v in asdict(self).items()}).encode()

@@ -23,7 +23,7 @@ from handlers.review_card import (
     REJECT_CALLBACK_ID,
     CardRef,
     ModalRef,
-    ReviewAction,
+    CardButton,
     ReviewCard,
     card_fallback_text,
     edit_modal,
@@ -355,7 +355,7 @@ def test_buttons_while_awaiting_review_with_a_draft():
     actions = [b for b in blocks if b["type"] == "actions"]
     assert actions[0]["block_id"] == ACTIONS_BLOCK_ID
     found = buttons(blocks)
-    assert list(found) == [a.value for a in ReviewAction]
+    assert list(found) == [a.value for a in CardButton]
     assert found["review_approve"]["style"] == "primary"
     assert found["review_reject"]["style"] == "danger"
     assert found["review_approve"]["text"]["text"] == "Approve & send"

@@ -24,6 +24,7 @@ from pipelines.adapters.jira_tracker import JiraTracker
 from tests.fakes.jira import FakeJira
 from tests.fakes.slack import FakeSlack
 from tests.test_drafting import SENDER, jobs_queued, review_case
+from tests.test_triage import TAXONOMY
 
 REVIEW_CHANNEL = "C0REVIEW"
 REVIEWERS = "S0REVIEWERS"
@@ -41,7 +42,7 @@ def deps(pool, slack: FakeSlack) -> Deps:
     settings = Settings(_env_file=None, slack_review_channel=REVIEW_CHANNEL, slack_reviewer_group=REVIEWERS)
     client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
     return Deps(settings=settings, pool=pool, metrics=Metrics(), slack=client,
-                review=SlackReviewDesk(pool, client, settings, SENDER))
+                review=SlackReviewDesk(pool, client, settings, SENDER, taxonomy=TAXONOMY))
 
 
 async def run_jobs(deps: Deps, name: str) -> int:
@@ -208,3 +209,56 @@ async def test_escalate_files_one_jira_issue_and_links_it_on_the_card(pool, slac
         (message,) = [m for m in slack.messages if m["ts"] == card["ts"]]
         assert f"{jira.url}/browse/{issue['key']}" in json.dumps(message["blocks"])
         await tracker.close()
+
+
+def submission(slack: FakeSlack, view: dict[str, Any], user: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "view_submission", "team": {"id": slack.team_id}, "user": {"id": user, "team_id": slack.team_id},
+            "api_app_id": slack.app_id, "token": "verification-token", "trigger_id": "1.2.trigger",
+            "view": {**view, "state": {"values": values}}}
+
+
+def chosen(value: str) -> dict[str, Any]:
+    return {"type": "static_select", "selected_option": {"text": {"type": "plain_text", "text": value}, "value": value}}
+
+
+async def test_edit_sends_the_reviewers_text_and_learns_the_corrected_labels(deps, slack):
+    (case_id, draft_id), card = await posted_card(deps, slack)
+    before = await deps.pool.fetchrow("SELECT category, subcategory FROM cases WHERE case_id = $1", case_id)
+    assert tuple(before) == ("card_delivery", "card_arrival")
+    await dispatch(deps, click(slack, card, "review_edit", "U0ALICE"))
+    (view,) = await slack.wait_until(lambda: list(slack.views.values()))
+    assert view["callback_id"] == "review_edit_modal"
+    prefilled = next(b for b in view["blocks"] if b.get("block_id") == "reply")["element"]["initial_value"]
+    assert prefilled.startswith("Hi Mia,")
+    values = {"reply": {"reply": {"type": "plain_text_input", "value": "Hi Mia, your new card is on its way."}},
+              "category": {"category": chosen("card_delivery")}, "subcategory": {"subcategory": chosen("card_delivery_estimate")},
+              "priority": {"priority": chosen("high")}, "note": {"note": {"type": "plain_text_input", "value": None}}}
+    assert await dispatch(deps, submission(slack, view, "U0ALICE", values)) == 200
+    assert await run_jobs(deps, "review.action") == 1
+    out = await deps.pool.fetchrow("SELECT body, approved_by FROM reply_outbox")
+    assert out["approved_by"] == "U0ALICE" and "your new card is on its way" in out["body"]
+    review_row = await deps.pool.fetchrow("SELECT status, final_solution FROM review_queue")
+    assert review_row["status"] == "edited" and review_row["final_solution"] == "Hi Mia, your new card is on its way."
+    feedback = {(r["feedback_type"], r["field"]): (r["ai_value"], r["human_value"])
+                for r in await deps.pool.fetch("SELECT * FROM agent_feedback")}
+    assert feedback[("edit", "draft")][1] == "Hi Mia, your new card is on its way."
+    assert feedback[("correction", "priority")][1] == "high"
+    assert feedback[("correction", "subcategory")] == (before["subcategory"], "card_delivery_estimate")
+    assert ("correction", "category") not in feedback  # unchanged: card_delivery both times
+    example = await deps.pool.fetchrow("SELECT category, subcategory, priority, source, case_id FROM labelled_examples")
+    assert tuple(example) == ("card_delivery", "card_delivery_estimate", "high", "correction", case_id)
+    case = await deps.pool.fetchrow("SELECT status, subcategory, priority FROM cases WHERE case_id = $1", case_id)
+    assert tuple(case) == ("sending", "card_delivery_estimate", "high")
+
+
+async def test_an_edit_with_a_subcategory_of_another_category_is_refused_in_the_modal(deps, slack):
+    _, card = await posted_card(deps, slack)
+    await dispatch(deps, click(slack, card, "review_edit", "U0ALICE"))
+    (view,) = await slack.wait_until(lambda: list(slack.views.values()))
+    values = {"reply": {"reply": {"type": "plain_text_input", "value": "Hi"}},
+              "category": {"category": chosen("card_delivery")}, "subcategory": {"subcategory": chosen("top_up_failed")}}
+    app = build_slack_app(deps, deps.slack)
+    response = await app.async_dispatch(AsyncBoltRequest(body=submission(slack, view, "U0ALICE", values),
+                                                         mode="socket_mode"))
+    assert json.loads(response.body)["response_action"] == "errors"
+    assert [j for j, _ in await jobs_queued(deps.pool)].count("review.action") == 0
