@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -52,14 +53,22 @@ async def run_cmd(
 
 @app.command()
 @command
-async def demo() -> int:
-    """The product offline on the embedded defaults: history, a sample inbox, triage, health."""
-    from bot.demo import run_demo
+async def demo(
+    inbox: Annotated[Path | None, typer.Option(help="A folder of .eml files (default: the bundled samples).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write the Slack calls "
+                                                 "(default: slack-calls/ in the data directory).")] = None,
+) -> int:
+    """The product offline on the embedded defaults: history, an inbox, triage, drafts, the Slack
+    cards it would post (written as JSON), health."""
+    from bot.demo import INBOX, run_demo
 
     settings = settings_from_env(quiet=True)
+    if inbox is not None and not inbox.is_dir():
+        raise UsageError(f"--inbox {inbox}: not a folder")
     out.print(f"[bold]CX-Catalyst demo[/] — data in {settings.cx_data_dir.resolve()}")
     async with open_pool(settings) as pool:
-        await run_demo(settings, pool, out)
+        await run_demo(settings, pool, out, inbox=inbox or INBOX,
+                       slack_out=out_dir or settings.cx_data_dir / "slack-calls")
     checks = await run_checks(settings)
     out.print(_checks_table(checks))
     out.print("Next: [bold]cx run[/] serves webhooks, runs the workers and the scheduler.")

@@ -2,6 +2,9 @@
 triage, drafts and the auto-send decision."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
 import asyncpg
 from rich.console import Console
 from rich.markup import escape
@@ -9,6 +12,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from bot.ai import build_drafter, build_embedder, build_triager
+from bot.review_desk import SlackReviewDesk
+from bot.slack_recorder import RecordingSlack, block_kit_builder_link
 from bot.settings import PROJECT_ROOT, Settings
 from db import drafts as drafts_db
 from db import examples as examples_db
@@ -24,7 +29,7 @@ from pipelines.kb_ingest import ingest
 from pipelines.local_triage import train_local
 from pipelines.replies import Sender
 from pipelines.routing import Thresholds
-from pipelines.taxonomy import load_taxonomy
+from pipelines.taxonomy import Taxonomy, load_taxonomy
 from pipelines.triage import triage_case
 
 BANKING_TAXONOMY = PROJECT_ROOT / "prompts" / "taxonomy-banking.yaml"
@@ -35,7 +40,8 @@ KNOWLEDGE_BASE = PROJECT_ROOT / "samples" / "kb"
 DEMO_SUPPORT_ADDRESS = "support@demo-bank.example"
 
 
-async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console) -> None:
+async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console, *, inbox: Path = INBOX,
+                   slack_out: Path | None = None) -> None:
     taxonomy = load_taxonomy(BANKING_TAXONOMY)
     history = FULL_HISTORY if FULL_HISTORY.exists() else SAMPLE_HISTORY
     rows = read_history(history, taxonomy)
@@ -60,11 +66,11 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console) -> None
 
     own = {DEMO_SUPPORT_ADDRESS}
     outcomes: dict[str, int] = {}
-    for path in sorted(INBOX.glob("*.eml")):
+    for path in sorted(inbox.glob("*.eml")):
         result = await intake_email(pool, path.read_bytes(), source=EmailSource(channel="import"),
                                     own_addresses=own, reopen_window=settings.reopen_window)
         outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
-    out.print("Inbox: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + f" ({INBOX}).")
+    out.print("Inbox: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + f" ({inbox}).")
 
     triager = build_triager(settings, pool, taxonomy, embedder)
     thresholds = Thresholds(settings.confidence_threshold_high, settings.confidence_threshold_medium)
@@ -92,6 +98,24 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console) -> None
                       c["priority"] or "-", c["route"] or "-", c["status"])
     out.print(table)
     await _show_drafts(pool, [c["case_id"] for c in cases], out)
+    if slack_out is not None:
+        await _record_slack(settings, pool, taxonomy, policy.sender, [c["case_id"] for c in cases], slack_out, out)
+
+
+async def _record_slack(settings: Settings, pool: asyncpg.Pool, taxonomy: Taxonomy, sender: Sender,
+                        case_ids: list, slack_out: Path, out: Console) -> None:
+    """The review cards the product would post, through the real card job, with every Slack call
+    recorded to `slack_out` instead of sent."""
+    recorder = RecordingSlack()
+    desk = SlackReviewDesk(pool, recorder, settings, sender, taxonomy=taxonomy)
+    for case_id in case_ids:
+        await desk.post_card(case_id)
+    written = recorder.write(slack_out)
+    out.print(f"Slack: {len(written)} calls written to {slack_out} (one JSON file each, and summary.json).")
+    for call in recorder.calls:
+        if call["method"] == "chat.postMessage" and call["args"].get("blocks"):
+            out.print(f"  {escape(call['args'].get('text', ''))}: {block_kit_builder_link(call['args']['blocks'])}",
+                      soft_wrap=True)
 
 
 async def _show_drafts(pool: asyncpg.Pool, case_ids: list, out: Console) -> None:

@@ -20,6 +20,7 @@ from pipelines.taxonomy import Taxonomy
 from pipelines.triagers import Triager
 
 if TYPE_CHECKING:
+    from bot.home_desk import SlackHomeDesk
     from bot.review_desk import SlackReviewDesk
 
 
@@ -35,6 +36,7 @@ class Deps:
     drafter: Drafter | None = None
     slack: AsyncWebClient | None = None
     review: SlackReviewDesk | None = None  # the review hub, when Slack is configured
+    home_desk: SlackHomeDesk | None = None  # App Home, the message shortcut, card-thread notes
 
     @property
     def sender(self) -> Sender:
@@ -54,7 +56,7 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     """Everything `cx run` needs, from settings. Raises TaxonomyError on a bad taxonomy file."""
     from bot import clients
     from bot.ai import build_drafter, build_embedder, build_triager
-    from bot.clients import build_tracker
+    from bot.home_desk import SlackHomeDesk
     from bot.review_desk import SlackReviewDesk
     from pipelines.adapters.gmail_mailbox import GmailMailbox
     from pipelines.taxonomy import load_taxonomy
@@ -77,5 +79,5 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     )
     if deps.slack is None:
         return deps
-    desk = SlackReviewDesk(pool, deps.slack, settings, deps.sender, build_tracker(settings), taxonomy)
-    return replace(deps, review=desk)
+    desk = SlackReviewDesk(pool, deps.slack, settings, deps.sender, clients.build_tracker(settings), taxonomy)
+    return replace(deps, review=desk, home_desk=SlackHomeDesk(pool, deps.slack, settings))

@@ -15,7 +15,7 @@ from bot.database import open_pool
 from bot.deps import build_deps
 from bot.scheduler import Scheduler, schedules
 from bot.settings import Settings
-from bot.slack_app import build_slack_app, socket_mode_handler
+from bot.slack_app import build_slack_app, http_route, socket_mode_handler
 from bot.http import RuntimeStatus
 from bot.web import build_web_app
 from bot.worker import Worker, job_handlers
@@ -66,16 +66,21 @@ async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
         scheduler: Scheduler | None = None
         socket_handler = None
         try:
+            slack_events = None
             if Role.SLACK in roles:
                 slack = deps.slack
-                app_token = settings.secret("slack_app_token")
-                if slack is None or app_token is None:
-                    log.warning("slack.disabled", reason="SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not both set")
-                else:
+                app_token, signing_secret = settings.secret("slack_app_token"), settings.secret("slack_signing_secret")
+                if slack is None or (app_token is None and signing_secret is None):
+                    log.warning("slack.disabled",
+                                reason="set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP)")
+                elif app_token is not None:
                     socket_handler = socket_mode_handler(build_slack_app(deps, slack), app_token)
                     await socket_handler.connect_async()
                     status.slack_connected = lambda: bool(socket_handler.client.is_connected())  # type: ignore[union-attr]
                     log.info("slack.connected", mode="socket")
+                else:
+                    slack_events = http_route(build_slack_app(deps, slack, signing_secret))
+                    log.info("slack.http_mode", path="/slack/events", web_role=Role.WEB in roles)
             if Role.WORKER in roles:
                 worker = Worker(deps, job_handlers())
                 await worker.start()
@@ -83,7 +88,7 @@ async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
                 scheduler = Scheduler(deps, schedules(settings, gmail=deps.mailbox is not None))
                 scheduler.start()
             if Role.WEB in roles:
-                runner = web.AppRunner(build_web_app(deps, status), access_log=None)
+                runner = web.AppRunner(build_web_app(deps, status, slack_events), access_log=None)
                 await runner.setup()
                 site = web.TCPSite(runner, host="0.0.0.0", port=port)
                 await site.start()

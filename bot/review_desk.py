@@ -8,6 +8,7 @@ from uuid import UUID
 
 import asyncpg
 import structlog
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
@@ -81,9 +82,16 @@ class SlackReviewDesk:
             return
         card = card_from_facts(facts, self._settings.jira_url)
         if facts.card_ts and facts.card_channel:
-            await self._client.chat_update(channel=facts.card_channel, ts=facts.card_ts,
-                                           blocks=review_card_blocks(card), text=card_fallback_text(card))
-            return
+            try:
+                await self._client.chat_update(channel=facts.card_channel, ts=facts.card_ts,
+                                               blocks=review_card_blocks(card), text=card_fallback_text(card))
+                return
+            except SlackApiError as exc:
+                # Someone deleted the card (or it was never real: `cx demo` records made-up ones):
+                # a case still waiting gets a new card rather than none.
+                if exc.response.get("error") not in ("message_not_found", "channel_not_found"):
+                    raise
+                log.warning("review.card_gone", case_id=str(case_id), error=exc.response.get("error"))
         if facts.status not in review.REVIEWABLE:
             return
         posted = await self._client.chat_postMessage(channel=self._settings.slack_review_channel,

@@ -43,6 +43,8 @@ def schedules(settings: Settings, *, gmail: bool) -> list[Schedule]:
     if gmail:
         seconds = settings.gmail_poll_seconds
         plan.append(Schedule(JobName.GMAIL_SYNC, IntervalTrigger(seconds=seconds), every(seconds)))
+    if settings.slack_bot_token is not None:
+        plan.append(Schedule(JobName.REVIEW_SLA, IntervalTrigger(seconds=60), every(60)))
     return plan
 
 

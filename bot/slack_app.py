@@ -1,7 +1,12 @@
-"""The Bolt app in Socket Mode, with our listeners registered and the Web API client from settings."""
+"""The Bolt app, with our listeners registered and the Web API client from settings: in Socket Mode
+(SLACK_APP_TOKEN), or over HTTP at /slack/events with Slack's request signatures checked."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -10,8 +15,10 @@ import handlers
 from bot.deps import Deps
 
 
-def build_slack_app(deps: Deps, client: AsyncWebClient) -> AsyncApp:
-    app = AsyncApp(client=client, process_before_response=False)
+def build_slack_app(deps: Deps, client: AsyncWebClient, signing_secret: str | None = None) -> AsyncApp:
+    """With a signing secret (HTTP mode), Bolt refuses any request whose signature or timestamp is off."""
+    app = AsyncApp(client=client, signing_secret=signing_secret, process_before_response=False,
+                   request_verification_enabled=signing_secret is not None)
 
     async def inject_deps(context: dict, next: object) -> None:  # noqa: A002 (Bolt's name)
         # Bolt hands context keys to listeners by name, so they can declare `deps`.
@@ -25,3 +32,12 @@ def build_slack_app(deps: Deps, client: AsyncWebClient) -> AsyncApp:
 
 def socket_mode_handler(app: AsyncApp, app_token: str) -> AsyncSocketModeHandler:
     return AsyncSocketModeHandler(app, app_token)
+
+
+def http_route(app: AsyncApp) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The aiohttp handler for POST /slack/events (HTTP mode)."""
+
+    async def slack_events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    return slack_events

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -50,11 +52,14 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
-def build_web_app(deps: Deps, status: RuntimeStatus) -> web.Application:
+def build_web_app(deps: Deps, status: RuntimeStatus,
+                  slack_events: Callable[[web.Request], Awaitable[web.Response]] | None = None) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=webhooks.MAX_BODY)
     app[DEPS] = deps
     app[STATUS] = status
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     webhooks.add_routes(app)
+    if slack_events is not None:  # HTTP mode: Slack posts events and interactions here
+        app.router.add_post("/slack/events", slack_events)
     return app

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import aiohttp
@@ -18,6 +18,8 @@ from pgqueuer.qm import QueueManager
 from pgqueuer.queries import Queries
 
 from bot.deps import Deps
+from bot.home_desk import run_create_case_job
+from bot.review_sla_job import ReviewSlaJob
 from pipelines import maintenance
 from pipelines.drafting import draft_case
 from pipelines.gmail_sync import sync_mailbox
@@ -78,11 +80,18 @@ async def _review_action(deps: Deps, payload: bytes) -> None:
     await deps.review.run_action(ActionRequest.from_payload(payload))
 
 
+async def _review_sla(deps: Deps, payload: bytes) -> None:
+    if deps.slack is None:
+        return  # nothing is claimed without Slack, so the SLA resumes once it is configured
+    await ReviewSlaJob(deps.pool, deps.slack, deps.settings).run(datetime.now(UTC))
+
+
 def job_handlers() -> dict[str, JobHandler]:
     """Every job the product runs, by queue entrypoint name."""
     return {JobName.PRUNE: _prune, JobName.TRIAGE: _triage, JobName.GMAIL_SYNC: _gmail_sync,
             JobName.DRAFT: _draft, JobName.SEND_REPLY: _send_reply, JobName.REVIEW_CARD: _review_card,
-            JobName.REVIEW_ACTION: _review_action}
+            JobName.REVIEW_ACTION: _review_action, JobName.REVIEW_SLA: _review_sla,
+            JobName.SLACK_CASE: run_create_case_job}
 
 
 class Worker:

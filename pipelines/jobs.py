@@ -14,3 +14,5 @@ class JobName(StrEnum):
     URGENT_ALERT = "case.urgent_alert"  # the Slack issue posts these to the alerts channel
     SEND_REPLY = "reply.send"
     REVIEW_ACTION = "review.action"  # a reviewer's click on a review card
+    REVIEW_SLA = "review.sla"  # reminders and timeouts of pending reviews, every minute
+    SLACK_CASE = "slack.create_case"  # the "Create support case" message shortcut's job

@@ -4,11 +4,13 @@ written; of two reviewers acting at once exactly one wins and the other learns w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
+from db import drafts as drafts_db
 from db import examples, jobs
 from db import review as review_db
 from db.cases import ActorType, CaseStatus, transition
@@ -73,7 +75,9 @@ async def apply(pool: asyncpg.Pool, sender: Sender, request: ActionRequest,
 
 async def _approve(pool: asyncpg.Pool, sender: Sender, request: ActionRequest) -> ActionResult:
     if request.draft_id is None:
-        raise ValueError("approve and edit need a draft")
+        if request.action is not ReviewAction.EDIT or not request.reply:
+            raise ValueError("approve needs a draft")
+        request = replace(request, draft_id=await _reviewer_draft(pool, request))
 
     edited = request.action is ReviewAction.EDIT
 
@@ -184,6 +188,15 @@ async def _locked_facts(conn: asyncpg.Connection, case_id: UUID) -> CardFacts:
     if facts is None:
         raise LookupError(f"no case {case_id}")
     return facts
+
+
+async def _reviewer_draft(pool: asyncpg.Pool, request: ActionRequest) -> UUID:
+    """A case without an AI draft gets the reviewer's reply as its draft, to be approved as any other."""
+    async with transaction(pool) as conn:
+        return await drafts_db.save_draft(
+            conn, request.case_id, body=request.reply or "", cited=[], dropped=[], confidence=1.0, questions=[],
+            risks=[], drafter="reviewer", model=None, prompt_version=None, decision="review",
+            reason=f"written by reviewer {request.reviewer}")
 
 
 async def _learn_labels(conn: asyncpg.Connection, facts: CardFacts, request: ActionRequest) -> None:

@@ -8,7 +8,7 @@ import json
 
 from pipelines import review
 from pipelines.review_requests import ActionRequest, ReviewAction
-from tests.test_drafting import SENDER, jobs_queued, review_case
+from tests.test_drafting import SENDER, drafting_case, import_demo_kb, jobs_queued, review_case
 
 
 async def facts(pool, case_id):
@@ -94,3 +94,17 @@ async def test_a_redelivered_click_is_queued_once(pool):
     queued = [p for j, p in await jobs_queued(pool) if j == "review.action"]
     assert queued == [json.loads(request.payload())]
     assert ActionRequest.from_payload(request.payload()) == request
+
+
+async def test_a_reviewer_writes_the_reply_for_a_case_without_a_draft(pool):
+    await import_demo_kb(pool)
+    case_id = await drafting_case(pool, confidence=0.3)  # below MEDIUM: a person owns it, no AI draft
+    opened = await review.prepare_card(pool, case_id, timeout_hours=2)
+    assert opened is not None and opened.status == "human_owned" and opened.draft_id is None
+    request = ActionRequest(ReviewAction.EDIT, "U_ALICE", case_id, None, reply="Hi Mia, I have reordered your card.")
+    assert (await review.apply(pool, SENDER, request)).done
+    draft = await pool.fetchrow("SELECT drafter, body FROM case_drafts WHERE case_id = $1", case_id)
+    assert tuple(draft) == ("reviewer", "Hi Mia, I have reordered your card.")
+    out = await pool.fetchrow("SELECT body, approved_by FROM reply_outbox")
+    assert out["approved_by"] == "U_ALICE" and "I have reordered your card" in out["body"]
+    assert await pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "sending"

@@ -9,16 +9,20 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
 from bot.metrics import Metrics
 from bot.review_desk import SlackReviewDesk
 from bot.settings import Settings
-from bot.slack_app import build_slack_app
+from bot.slack_app import build_slack_app, http_route
 from bot.worker import job_handlers
 from pipelines.adapters.jira_tracker import JiraTracker
 from tests.fakes.jira import FakeJira
@@ -262,3 +266,32 @@ async def test_an_edit_with_a_subcategory_of_another_category_is_refused_in_the_
                                                          mode="socket_mode"))
     assert json.loads(response.body)["response_action"] == "errors"
     assert [j for j, _ in await jobs_queued(deps.pool)].count("review.action") == 0
+
+
+async def test_http_mode_checks_slacks_signature_and_queues_the_click(deps, slack):
+    _, card = await posted_card(deps, slack)
+    app = web.Application()
+    app.router.add_post("/slack/events", http_route(build_slack_app(deps, deps.slack, "signing-secret")))
+    body = urlencode({"payload": json.dumps(click(slack, card, "review_approve", "U0ALICE"))})
+    stamp = str(int(time.time()))
+    signature = SignatureVerifier("signing-secret").generate_signature(timestamp=stamp, body=body)
+    async with TestClient(TestServer(app)) as http:
+        forged = await http.post("/slack/events", data=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": "v0=" + "0" * 64})
+        assert forged.status == 401
+        assert [j for j, _ in await jobs_queued(deps.pool)].count("review.action") == 0
+        signed = await http.post("/slack/events", data=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": signature})
+        assert signed.status == 200
+    assert [j for j, _ in await jobs_queued(deps.pool)].count("review.action") == 1
+
+
+async def test_a_deleted_card_is_posted_again_while_the_case_waits(deps, slack):
+    (case_id, _), card = await posted_card(deps, slack)
+    slack.messages.remove(next(m for m in slack.messages if m["ts"] == card["ts"]))
+    await job_handlers()["case.review_card"](deps, json.dumps({"case_id": str(case_id)}).encode())
+    (again,) = [m for m in slack.messages if m["thread_ts"] is None]
+    assert again["ts"] != card["ts"]
+    assert await deps.pool.fetchval("SELECT ts FROM slack_messages WHERE case_id = $1", case_id) == again["ts"]

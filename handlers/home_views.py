@@ -1,0 +1,163 @@
+"""The App Home tab, built from numbers the wiring reads: the review queue and its oldest case, the
+viewer's own open cases, and today's counts. Pure: facts in, a Home view out. Subjects are untrusted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from handlers import mrkdwn
+from handlers.mrkdwn import one_line, safe, truncate
+
+MY_CASES_SHOWN = 10
+_SUBJECT_MAX = 200
+_SHORT_TEXT_MAX = 50
+
+_STATE_LABELS = {
+    "new": "New",
+    "triaged": "Triaged",
+    "drafting": "Drafting",
+    "awaiting_review": "Awaiting review",
+    "sending": "Sending",
+    "replied": "Replied",
+    "resolved": "Resolved",
+    "closed": "Closed",
+    "human_owned": "With a person",
+    "escalated": "Escalated",
+    "reopened": "Reopened",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCase:
+    short_id: int
+    subject: str | None
+    waiting_since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MyCase:
+    short_id: int
+    state: str
+    subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TodayCounts:
+    created: int
+    replied: int
+    auto_sent: int
+    sent_to_review: int
+    escalated: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HomeFacts:
+    queue_size: int
+    oldest: WaitingCase | None
+    my_cases: tuple[MyCase, ...]
+    my_total: int  # may exceed len(my_cases): only the first few are listed
+    today: TodayCounts
+    as_of: datetime
+
+
+def home_view(facts: HomeFacts) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        _header("home_header_queue", "Review queue"),
+        _section("home_queue", _queue_text(facts)),
+        {"type": "divider", "block_id": "home_divider_mine"},
+        _header("home_header_mine", "Your open cases"),
+        *_my_case_blocks(facts),
+        {"type": "divider", "block_id": "home_divider_today"},
+        _header("home_header_today", "Today"),
+        {"type": "section", "block_id": "home_today", "fields": _today_fields(facts.today)},
+        _context("home_as_of", f"Updated {_slack_date(facts.as_of)}"),
+    ]
+    if len(blocks) > mrkdwn.BLOCKS_PER_VIEW:
+        raise ValueError(f"a Home view of {len(blocks)} blocks exceeds Slack's {mrkdwn.BLOCKS_PER_VIEW}")
+    return {"type": "home", "callback_id": "cx_home", "blocks": blocks}
+
+
+def age_text(since: datetime, now: datetime) -> str:
+    """How long ago, to the minute for the first hour and coarser after: "5 min", "2 h 10 min", "3 d 4 h"."""
+    minutes = max(0, int((_aware(now) - _aware(since)).total_seconds() // 60))
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def _queue_text(facts: HomeFacts) -> str:
+    if facts.queue_size == 0 or facts.oldest is None:
+        return "*Nothing is waiting for review.*"
+    waiting = "1 case is" if facts.queue_size == 1 else f"{facts.queue_size} cases are"
+    oldest = facts.oldest
+    return (f"*{waiting} waiting for review.*\n"
+            f"Oldest: *CX-{oldest.short_id}*, waiting {age_text(oldest.waiting_since, facts.as_of)}\n"
+            f"{_subject(oldest.subject)}")
+
+
+def _my_case_blocks(facts: HomeFacts) -> list[dict[str, Any]]:
+    if not facts.my_cases:
+        return [_section("home_mine_none", "No open cases are assigned to you.")]
+    shown = facts.my_cases[:MY_CASES_SHOWN]
+    blocks = [
+        _section(f"home_mine_{i}", f"*CX-{case.short_id}* · {_state_label(case.state)}\n{_subject(case.subject)}")
+        for i, case in enumerate(shown)
+    ]
+    hidden = max(facts.my_total, len(facts.my_cases)) - len(shown)
+    if hidden > 0:
+        blocks.append(_context("home_mine_more", f"…and {hidden} more"))
+    return blocks
+
+
+def _today_fields(today: TodayCounts) -> list[dict[str, Any]]:
+    replied = f"{today.replied} ({today.auto_sent} auto-sent)" if today.auto_sent else str(today.replied)
+    fields = [("Cases created", str(today.created)), ("Replied", replied),
+              ("Sent to review", str(today.sent_to_review)), ("Escalated", str(today.escalated))]
+    return [_mrkdwn(f"*{label}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for label, value in fields]
+
+
+def _subject(subject: str | None) -> str:
+    text = safe(one_line(subject or ""), _SUBJECT_MAX)
+    return text or "_(no subject)_"
+
+
+def _state_label(state: str) -> str:
+    return _STATE_LABELS.get(state) or safe(one_line(state.replace("_", " ")), _SHORT_TEXT_MAX) or "Unknown"
+
+
+def _slack_date(at: datetime) -> str:
+    # Slack renders the token in each reader's time zone; the fallback after `|` is for clients that cannot.
+    aware = _aware(at)
+    return f"<!date^{int(aware.timestamp())}^{{date_short_pretty}} {{time}}|{aware.isoformat(timespec='minutes')}>"
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _header(block_id: str, text: str) -> dict[str, Any]:
+    return {"type": "header", "block_id": block_id,
+            "text": {"type": "plain_text", "text": truncate(text, mrkdwn.HEADER_TEXT), "emoji": True}}
+
+
+def _section(block_id: str, text: str) -> dict[str, Any]:
+    return {"type": "section", "block_id": block_id, "text": _mrkdwn(text, mrkdwn.SECTION_TEXT)}
+
+
+def _context(block_id: str, text: str) -> dict[str, Any]:
+    return {"type": "context", "block_id": block_id, "elements": [_mrkdwn(text, mrkdwn.CONTEXT_ELEMENT_TEXT)]}
+
+
+def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
+    # verbatim: Slack must not link bare URLs, #channels or @mentions found in the untrusted subjects.
+    if len(text) > limit:
+        raise ValueError(f"mrkdwn text of {len(text)} characters exceeds Slack's {limit}")
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
