@@ -18,6 +18,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.clients import slack_client
 from bot.deps import Deps
 from bot.metrics import Metrics
 from bot.review_desk import SlackReviewDesk
@@ -43,8 +44,10 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 @pytest.fixture
 def deps(pool, slack: FakeSlack) -> Deps:
-    settings = Settings(_env_file=None, slack_review_channel=REVIEW_CHANNEL, slack_reviewer_group=REVIEWERS)
-    client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
+    settings = Settings(_env_file=None, slack_review_channel=REVIEW_CHANNEL, slack_reviewer_group=REVIEWERS,
+                        slack_bot_token="xoxb-test", slack_api_url=slack.url + "/api/")
+    client = slack_client(settings)  # the product's client, with its rate-limit retries
+    assert client is not None
     return Deps(settings=settings, pool=pool, metrics=Metrics(), slack=client,
                 review=SlackReviewDesk(pool, client, settings, SENDER, taxonomy=TAXONOMY))
 
@@ -295,3 +298,13 @@ async def test_a_deleted_card_is_posted_again_while_the_case_waits(deps, slack):
     (again,) = [m for m in slack.messages if m["thread_ts"] is None]
     assert again["ts"] != card["ts"]
     assert await deps.pool.fetchval("SELECT ts FROM slack_messages WHERE case_id = $1", case_id) == again["ts"]
+
+
+async def test_a_ratelimited_card_post_is_retried_after_retry_after(deps, slack):
+    case_id, _ = await review_case(deps.pool)
+    slack.ratelimit_next("chat.postMessage", retry_after=1)
+    started = time.monotonic()
+    await job_handlers()["case.review_card"](deps, json.dumps({"case_id": str(case_id)}).encode())
+    assert time.monotonic() - started >= 1  # waited as Slack asked
+    assert len(slack.calls("chat.postMessage")) == 2  # the 429, then the post
+    assert await deps.pool.fetchval("SELECT count(*) FROM slack_messages WHERE case_id = $1", case_id) == 1
