@@ -20,6 +20,7 @@ from pipelines.taxonomy import Taxonomy
 from pipelines.triagers import Triager
 
 if TYPE_CHECKING:
+    from bot.command_desk import SlackCommandDesk
     from bot.home_desk import SlackHomeDesk
     from bot.review_desk import SlackReviewDesk
 
@@ -37,6 +38,7 @@ class Deps:
     slack: AsyncWebClient | None = None
     review: SlackReviewDesk | None = None  # the review hub, when Slack is configured
     home_desk: SlackHomeDesk | None = None  # App Home, the message shortcut, card-thread notes
+    commands: SlackCommandDesk | None = None  # /case and /kb
 
     @property
     def sender(self) -> Sender:
@@ -56,6 +58,7 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     """Everything `cx run` needs, from settings. Raises TaxonomyError on a bad taxonomy file."""
     from bot import clients
     from bot.ai import build_drafter, build_embedder, build_triager
+    from bot.command_desk import SlackCommandDesk
     from bot.home_desk import SlackHomeDesk
     from bot.review_desk import SlackReviewDesk
     from pipelines.adapters.gmail_mailbox import GmailMailbox
@@ -76,6 +79,7 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
         mailbox=mailbox,
         drafter=build_drafter(settings),
         slack=clients.slack_client(settings),
+        commands=SlackCommandDesk(pool, embedder),
     )
     if deps.slack is None:
         return deps

@@ -108,17 +108,25 @@ class SlackReviewDesk:
         refreshed, and a click that came second is told who acted first."""
         if not await self.reviewers.allows(request.reviewer):
             log.info("review.refused", reviewer=request.reviewer, case_id=str(request.case_id))
-            if request.channel:
-                await self._client.chat_postEphemeral(channel=request.channel, user=request.reviewer,
-                                                      text=refusal_text(request.reviewer))
+            await self._tell(request, refusal_text(request.reviewer))
             return
         result = await review.apply(self._pool, self._sender, request, self._tracker)
         await self.post_card(request.case_id)
-        if not result.done and request.channel:
+        if not result.done:
             if result.refused:
                 text = result.refused
             elif result.winner:
                 text = lost_race_text(result.winner, result.winner_action or "acted on")
             else:
                 text = f"This case is no longer waiting for review (it is {result.state})."
+            await self._tell(request, text)
+
+    async def _tell(self, request: ActionRequest, text: str) -> None:
+        """A private word to the clicker. Best effort: the click came from a channel the bot may not
+        be in (a `/case` answer), and failing here would retry a job whose change is already made."""
+        if not request.channel:
+            return
+        try:
             await self._client.chat_postEphemeral(channel=request.channel, user=request.reviewer, text=text)
+        except SlackApiError as exc:
+            log.warning("review.tell_failed", reviewer=request.reviewer, error=exc.response.get("error"))
