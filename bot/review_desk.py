@@ -3,6 +3,7 @@ to Slack (post or refresh a case's card; carry out a reviewer's click)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import get_args
 from uuid import UUID
 
@@ -11,6 +12,7 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.click_inbox import ClickInbox
 from bot.settings import Settings
 from handlers import mrkdwn
 from handlers.review_card import (
@@ -59,11 +61,12 @@ class SlackReviewDesk:
                  tracker: Tracker | None = None, taxonomy: Taxonomy | None = None) -> None:
         self._pool, self._client, self._settings, self._sender = pool, client, settings, sender
         self._tracker, self._taxonomy = tracker, taxonomy
+        self._inbox = ClickInbox(partial(review.submit_many, pool))
         self.reviewers = ReviewerCheck(client, group=settings.slack_reviewer_group,
                                        channel=settings.slack_review_channel)
 
     async def submit(self, delivery_id: str, request: ActionRequest) -> bool:
-        return await review.submit(self._pool, delivery_id, request)
+        return await self._inbox.submit(delivery_id, request)
 
     async def card(self, case_id: UUID) -> ReviewCard | None:
         facts = await review.card_facts(self._pool, case_id)

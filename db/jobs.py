@@ -36,6 +36,13 @@ async def enqueue(
     return ids[0]
 
 
+async def enqueue_many(conn: asyncpg.Connection, entrypoint: str, payloads: list[bytes]) -> None:
+    """Queue several jobs of one kind in one statement, on the caller's transaction."""
+    if payloads:
+        await Queries.from_asyncpg_connection(conn).enqueue([entrypoint] * len(payloads), list(payloads),
+                                                            [0] * len(payloads))
+
+
 _CLAIM_PERIOD = """
 INSERT INTO scheduled_runs (job_name, period_key) VALUES ($1, $2)
 ON CONFLICT DO NOTHING

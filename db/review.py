@@ -158,6 +158,15 @@ async def add_feedback(
     )
 
 
+async def first_deliveries(conn: asyncpg.Connection, delivery_ids: list[str]) -> set[str]:
+    """The ids among these seen for the first time (a repeated id counts once)."""
+    rows = await conn.fetch(
+        "INSERT INTO slack_events_seen (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+        delivery_ids,
+    )
+    return {r["event_id"] for r in rows}
+
+
 async def first_delivery(conn: asyncpg.Connection, delivery_id: str) -> bool:
     """True the first time a Slack delivery id is seen; a redelivered copy gets False."""
     seen = await conn.fetchval(

@@ -4,6 +4,7 @@ written; of two reviewers acting at once exactly one wins and the other learns w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -29,11 +30,21 @@ REVIEWABLE = frozenset({CaseStatus.AWAITING_REVIEW, CaseStatus.HUMAN_OWNED})
 
 async def submit(pool: asyncpg.Pool, delivery_id: str, request: ActionRequest) -> bool:
     """Queue a click's work once: a redelivered copy (same delivery id) is dropped. False if dropped."""
+    return (await submit_many(pool, [(delivery_id, request)]))[0]
+
+
+async def submit_many(pool: asyncpg.Pool, clicks: Sequence[tuple[str, ActionRequest]]) -> list[bool]:
+    """Several clicks in one transaction (one commit): each queued unless its delivery id was seen,
+    in this batch or before. True for each click queued."""
     async with transaction(pool) as conn:
-        if not await review_db.first_delivery(conn, delivery_id):
-            return False
-        await jobs.enqueue(conn, JobName.REVIEW_ACTION, request.payload())
-    return True
+        new = await review_db.first_deliveries(conn, [delivery_id for delivery_id, _ in clicks])
+        queued: list[bool] = []
+        for delivery_id, _ in clicks:
+            queued.append(delivery_id in new)
+            new.discard(delivery_id)  # a second copy in the same batch is a redelivery too
+        await jobs.enqueue_many(conn, JobName.REVIEW_ACTION,
+                                [request.payload() for (_, request), q in zip(clicks, queued) if q])
+    return queued
 
 
 async def prepare_card(pool: asyncpg.Pool, case_id: UUID, timeout_hours: float) -> CardFacts | None:

@@ -329,21 +329,10 @@ async def test_a_failing_lookup_is_acknowledged_and_the_person_gets_an_error_id(
 
 
 def share_click(slack: FakeSlack, answer: dict[str, Any], user: str, action_ts: str) -> dict[str, Any]:
+    """The Share button of a private /kb answer, clicked."""
+    message = {"channel": CHANNEL, "ts": "1700000000.000100", "blocks": answer["blocks"]}
     (button,) = [e for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    return {
-        "type": "block_actions",
-        "team": {"id": slack.team_id, "domain": "fake"},
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": slack.team_id},
-        "api_app_id": slack.app_id,
-        "token": "verification-token",
-        "container": {"type": "message", "message_ts": "1700000000.000100", "channel_id": CHANNEL,
-                      "is_ephemeral": True},
-        "trigger_id": f"{time.time()}.trigger",
-        "channel": {"id": CHANNEL, "name": "support"},
-        "response_url": f"{slack.url}/response_url/share",
-        "actions": [{"action_id": button["action_id"], "block_id": "kb_actions", "type": "button",
-                     "text": button["text"], "value": button["value"], "action_ts": action_ts}],
-    }
+    return slack.block_actions(message, button["action_id"], user, action_ts=action_ts, ephemeral=True)
 
 
 def links(blocks: list[dict[str, Any]]) -> list[str]:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
+import pytest
+
+from bot.click_inbox import ClickInbox
 from pipelines import review
 from pipelines.review_requests import ActionRequest, ReviewAction
 from tests.test_drafting import SENDER, drafting_case, import_demo_kb, jobs_queued, review_case
@@ -108,3 +112,35 @@ async def test_a_reviewer_writes_the_reply_for_a_case_without_a_draft(pool):
     out = await pool.fetchrow("SELECT body, approved_by FROM reply_outbox")
     assert out["approved_by"] == "U_ALICE" and "I have reordered your card" in out["body"]
     assert await pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "sending"
+
+
+async def test_a_batch_of_clicks_is_one_commit_and_drops_repeats_within_it(pool):
+    case_id, draft_id = await review_case(pool)
+    click = ActionRequest(ReviewAction.TAKE, "U_ALICE", case_id, draft_id)
+    assert await review.submit(pool, "click:seen-before", click)
+    queued = await review.submit_many(pool, [("click:a", click), ("click:seen-before", click), ("click:b", click),
+                                             ("click:a", click)])
+    assert queued == [True, False, True, False]
+    assert [j for j, _ in await jobs_queued(pool)].count("review.action") == 3
+
+
+async def test_clicks_arriving_during_a_write_share_the_next_one():
+    batches: list[int] = []
+
+    async def write(clicks):
+        batches.append(len(clicks))
+        await asyncio.sleep(0.01)  # a commit
+        return [not delivery_id.endswith("dup") for delivery_id, _ in clicks]
+
+    inbox = ClickInbox(write)
+    request = ActionRequest(ReviewAction.TAKE, "U1", uuid.uuid4())
+    results = await asyncio.gather(*(inbox.submit(f"click:{i}" + ("dup" if i % 10 == 0 else ""), request)
+                                     for i in range(50)))
+    assert results == [i % 10 != 0 for i in range(50)]
+    assert sum(batches) == 50 and len(batches) <= 3  # one lone click, then the rest together
+
+    async def broken(clicks):
+        raise ConnectionError("database gone")
+
+    with pytest.raises(ConnectionError):
+        await ClickInbox(broken).submit("click:x", request)

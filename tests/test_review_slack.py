@@ -75,24 +75,6 @@ def button(card: dict[str, Any], action_id: str) -> dict[str, Any]:
                 if e["action_id"] == action_id)
 
 
-def click(slack: FakeSlack, card: dict[str, Any], action_id: str, user: str, action_ts: str | None = None) -> dict:
-    element = button(card, action_id)
-    return {
-        "type": "block_actions",
-        "team": {"id": slack.team_id, "domain": "fake"},
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": slack.team_id},
-        "api_app_id": slack.app_id,
-        "token": "verification-token",
-        "container": {"type": "message", "message_ts": card["ts"], "channel_id": card["channel"],
-                      "is_ephemeral": False},
-        "trigger_id": f"{time.time()}.trigger",
-        "channel": {"id": card["channel"], "name": "support-review"},
-        "message": {"type": "message", "ts": card["ts"], "text": card["text"], "blocks": card["blocks"]},
-        "response_url": f"{slack.url}/response_url/hook",
-        "actions": [{"action_id": action_id, "block_id": "card_actions", "type": "button",
-                     "text": element["text"], "value": element["value"],
-                     "action_ts": action_ts or f"{time.time():.6f}"}],
-    }
 
 
 async def dispatch(deps: Deps, body: dict[str, Any]) -> int:
@@ -118,7 +100,7 @@ async def test_a_review_card_is_posted_once_with_its_buttons(deps, slack):
 
 async def test_approve_click_acks_queues_and_the_job_sends_once_and_updates_the_card(deps, slack):
     (case_id, _), card = await posted_card(deps, slack)
-    assert await dispatch(deps, click(slack, card, "review_approve", "U0ALICE")) == 200
+    assert await dispatch(deps, slack.block_actions(card, "review_approve", "U0ALICE")) == 200
     assert [j for j, _ in await jobs_queued(deps.pool)].count("review.action") == 1
     assert await run_jobs(deps, "review.action") == 1
     assert await deps.pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "sending"
@@ -133,7 +115,7 @@ async def test_approve_click_acks_queues_and_the_job_sends_once_and_updates_the_
 
 async def test_a_non_reviewer_is_refused_and_nothing_changes(deps, slack):
     (case_id, _), card = await posted_card(deps, slack)
-    await dispatch(deps, click(slack, card, "review_approve", "U0MALLORY"))
+    await dispatch(deps, slack.block_actions(card, "review_approve", "U0MALLORY"))
     await run_jobs(deps, "review.action")
     assert [e["user"] for e in slack.ephemeral] == ["U0MALLORY"]
     assert "reviewer" in slack.ephemeral[0]["text"].lower()
@@ -144,8 +126,8 @@ async def test_a_non_reviewer_is_refused_and_nothing_changes(deps, slack):
 
 async def test_a_double_click_sends_once_and_tells_the_second_clicker_who_won(deps, slack):
     _, card = await posted_card(deps, slack)
-    await asyncio.gather(dispatch(deps, click(slack, card, "review_approve", "U0ALICE")),
-                         dispatch(deps, click(slack, card, "review_approve", "U0BOB")))
+    await asyncio.gather(dispatch(deps, slack.block_actions(card, "review_approve", "U0ALICE")),
+                         dispatch(deps, slack.block_actions(card, "review_approve", "U0BOB")))
     assert await run_jobs(deps, "review.action") == 2
     assert await deps.pool.fetchval("SELECT count(*) FROM reply_outbox") == 1
     assert [j for j, _ in await jobs_queued(deps.pool)].count("reply.send") == 1
@@ -156,7 +138,7 @@ async def test_a_double_click_sends_once_and_tells_the_second_clicker_who_won(de
 
 async def test_a_duplicated_delivery_has_no_second_effect(deps, slack):
     _, card = await posted_card(deps, slack)
-    body = click(slack, card, "review_approve", "U0ALICE", action_ts="1700000123.000100")
+    body = slack.block_actions(card, "review_approve", "U0ALICE", action_ts="1700000123.000100")
     assert await dispatch(deps, body) == 200
     assert await dispatch(deps, body) == 200  # Slack redelivers an envelope it saw no ack for
     assert await run_jobs(deps, "review.action") == 1
@@ -165,7 +147,7 @@ async def test_a_duplicated_delivery_has_no_second_effect(deps, slack):
 
 async def test_reject_opens_a_modal_and_its_submission_hands_the_case_over(deps, slack):
     (case_id, _), card = await posted_card(deps, slack)
-    await dispatch(deps, click(slack, card, "review_reject", "U0BOB"))
+    await dispatch(deps, slack.block_actions(card, "review_reject", "U0BOB"))
     (view,) = await slack.wait_until(lambda: list(slack.views.values()))
     assert view["callback_id"] == "review_reject_modal"
     submission = {
@@ -204,8 +186,8 @@ async def test_escalate_files_one_jira_issue_and_links_it_on_the_card(pool, slac
         deps = Deps(settings=settings, pool=pool, metrics=Metrics(), slack=client,
                     review=SlackReviewDesk(pool, client, settings, SENDER, tracker))
         (case_id, _), card = await posted_card(deps, slack)
-        await dispatch(deps, click(slack, card, "review_escalate", "U0ALICE"))
-        await dispatch(deps, click(slack, card, "review_escalate", "U0BOB"))
+        await dispatch(deps, slack.block_actions(card, "review_escalate", "U0ALICE"))
+        await dispatch(deps, slack.block_actions(card, "review_escalate", "U0BOB"))
         assert await run_jobs(deps, "review.action") == 2
         (issue,) = jira.issues.values()
         assert f"cx-case-{case_id}" in issue["fields"]["labels"]
@@ -232,7 +214,7 @@ async def test_edit_sends_the_reviewers_text_and_learns_the_corrected_labels(dep
     (case_id, draft_id), card = await posted_card(deps, slack)
     before = await deps.pool.fetchrow("SELECT category, subcategory FROM cases WHERE case_id = $1", case_id)
     assert tuple(before) == ("card_delivery", "card_arrival")
-    await dispatch(deps, click(slack, card, "review_edit", "U0ALICE"))
+    await dispatch(deps, slack.block_actions(card, "review_edit", "U0ALICE"))
     (view,) = await slack.wait_until(lambda: list(slack.views.values()))
     assert view["callback_id"] == "review_edit_modal"
     prefilled = next(b for b in view["blocks"] if b.get("block_id") == "reply")["element"]["initial_value"]
@@ -260,7 +242,7 @@ async def test_edit_sends_the_reviewers_text_and_learns_the_corrected_labels(dep
 
 async def test_an_edit_with_a_subcategory_of_another_category_is_refused_in_the_modal(deps, slack):
     _, card = await posted_card(deps, slack)
-    await dispatch(deps, click(slack, card, "review_edit", "U0ALICE"))
+    await dispatch(deps, slack.block_actions(card, "review_edit", "U0ALICE"))
     (view,) = await slack.wait_until(lambda: list(slack.views.values()))
     values = {"reply": {"reply": {"type": "plain_text_input", "value": "Hi"}},
               "category": {"category": chosen("card_delivery")}, "subcategory": {"subcategory": chosen("top_up_failed")}}
@@ -275,7 +257,7 @@ async def test_http_mode_checks_slacks_signature_and_queues_the_click(deps, slac
     _, card = await posted_card(deps, slack)
     app = web.Application()
     app.router.add_post("/slack/events", http_route(build_slack_app(deps, deps.slack, "signing-secret")))
-    body = urlencode({"payload": json.dumps(click(slack, card, "review_approve", "U0ALICE"))})
+    body = urlencode({"payload": json.dumps(slack.block_actions(card, "review_approve", "U0ALICE"))})
     stamp = str(int(time.time()))
     signature = SignatureVerifier("signing-secret").generate_signature(timestamp=stamp, body=body)
     async with TestClient(TestServer(app)) as http:

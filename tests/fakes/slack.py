@@ -56,6 +56,9 @@ class FakeSlack(FakeServer):
         self.channel_members: dict[str, list[str]] = {}
         self.usergroup_members: dict[str, list[str]] = {}
         self.acks: list[dict[str, Any]] = []
+        # Called with each ack as it arrives: a caller tracking many envelopes at once (a benchmark)
+        # is told directly instead of re-scanning `acks` on every wake-up.
+        self.ack_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.responses: list[dict[str, Any]] = []  # bodies POSTed to response_url (Bolt's respond())
         self.socket_connections = 0
         self._scripted: defaultdict[str, deque[tuple[int, dict[str, Any], dict[str, str]]]] = defaultdict(deque)
@@ -367,7 +370,10 @@ class FakeSlack(FakeServer):
         received_at = time.monotonic()
         sent_at = self._sent_at.get(message["envelope_id"])
         latency = None if sent_at is None else received_at - sent_at
-        self.acks.append({**message, "sent_at": sent_at, "received_at": received_at, "latency": latency})
+        ack = {**message, "sent_at": sent_at, "received_at": received_at, "latency": latency}
+        self.acks.append(ack)
+        for listener in self.ack_listeners:
+            listener(ack)
         await self._notify()
 
     async def _notify(self) -> None:
@@ -414,6 +420,32 @@ class FakeSlack(FakeServer):
         self._sent_at[envelope_id] = time.monotonic()
         await self._sockets[-1].send_json(envelope)
         return envelope_id
+
+    def block_actions(self, message: dict[str, Any], action_id: str, user: str, *, action_ts: str | None = None,
+                      ephemeral: bool = False) -> dict[str, Any]:
+        """The block_actions payload Slack sends when `user` clicks the button `action_id` in `message`
+        (a message as the Web API stored it: channel, ts, text, blocks)."""
+        block, element = next((b, e) for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]
+                              if e["action_id"] == action_id)
+        action_ts = action_ts or f"{time.time():.6f}"
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "team": {"id": self.team_id, "domain": "fake"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": self.team_id},
+            "api_app_id": self.app_id,
+            "token": "verification-token",
+            "container": {"type": "message", "message_ts": message["ts"], "channel_id": message["channel"],
+                          "is_ephemeral": ephemeral},
+            "trigger_id": f"{action_ts}.{self._next_id('')}.trigger",
+            "channel": {"id": message["channel"], "name": "channel"},
+            "response_url": f"{self.url}/response_url/{uuid.uuid4().hex}",
+            "actions": [{"action_id": action_id, "block_id": block.get("block_id", ""), "type": "button",
+                         "text": element["text"], "value": element["value"], "action_ts": action_ts}],
+        }
+        if not ephemeral:  # Slack includes the message, except for ephemeral ones
+            payload["message"] = {"type": "message", "ts": message["ts"], "text": message.get("text", ""),
+                                  "blocks": message["blocks"]}
+        return payload
 
     async def send_slash_command(
         self, command: str, text: str = "", *, user_id: str = "U0CUSTOMER", channel_id: str = "C0SUPPORT"
