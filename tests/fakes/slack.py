@@ -336,6 +336,7 @@ class FakeSlack(FakeServer):
     async def _response_url(self, request: web.Request) -> web.Response:
         rec = recorded(request)
         self.responses.append({"hook": request.match_info["hook"], **(rec.json or rec.form or {})})
+        await self._notify()  # wakes wait_until, as the Web API methods do
         return web.Response(text="ok")
 
     # ---- Socket Mode -----------------------------------------------------------------------------------------
