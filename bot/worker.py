@@ -20,6 +20,7 @@ from pgqueuer.queries import Queries
 from bot.deps import Deps
 from bot.home_desk import run_create_case_job
 from bot.review_sla_job import ReviewSlaJob
+from bot.slack_thread import SlackThreadPoster
 from pipelines import maintenance
 from pipelines.drafting import draft_case
 from pipelines.gmail_sync import sync_mailbox
@@ -65,7 +66,8 @@ async def _draft(deps: Deps, payload: bytes) -> None:
 async def _send_reply(deps: Deps, payload: bytes) -> None:
     outbox_id = UUID(json.loads(payload)["outbox_id"])
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        await send_reply(deps.pool, Channels(deps.mailbox, http), deps.sender, outbox_id)
+        slack = SlackThreadPoster(deps.slack) if deps.slack is not None else None
+        await send_reply(deps.pool, Channels(deps.mailbox, http, slack), deps.sender, outbox_id)
 
 
 async def _review_card(deps: Deps, payload: bytes) -> None:

@@ -121,3 +121,15 @@ class KnowledgeSource(Protocol):
     async def page_html(self, page_id: str) -> str:
         """The page body in the source's storage format (XHTML)."""
         ...
+
+
+class ThreadPoster(Protocol):
+    """Replies to cases that came from Slack go back to the message's thread."""
+
+    async def post(self, channel: str, thread_ts: str, text: str, key: str) -> str:
+        """Post `text` in the thread, tagged with `key`; returns the message's ts."""
+        ...
+
+    async def find(self, channel: str, thread_ts: str, key: str) -> str | None:
+        """The ts of a reply already posted in the thread with `key`, if any."""
+        ...

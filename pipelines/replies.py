@@ -21,7 +21,7 @@ from db import jobs
 from db.cases import ActorType, CaseStatus, InvalidTransition, transition
 from db.pool import transaction
 from pipelines.jobs import JobName
-from pipelines.ports import Mailbox
+from pipelines.ports import Mailbox, ThreadPoster
 from pipelines.signatures import signed_headers
 
 log = structlog.get_logger(__name__)
@@ -60,12 +60,13 @@ async def queue_reply(
     """The draft's outbox row and its send job, once however often this is called (call in the
     transaction that moves the case to `sending`); returns (outbox id, created now)."""
     callback = case.metadata.get("callback_url")
+    thread = slack_thread(case)
     outbox_id, created = await drafts_db.add_outgoing(
         conn,
         case_id=case.case_id,
         draft_id=draft_id,
-        channel="callback" if callback else "email",
-        to_address=callback or case.customer_email,
+        channel="slack" if thread else "callback" if callback else "email",
+        to_address=thread or callback or case.customer_email,
         subject=_subject(case.subject, case.ref),
         body=reply_text(body, case.ref),
         in_reply_to=case.email_message_id,
@@ -78,6 +79,14 @@ async def queue_reply(
         payload = json.dumps({"outbox_id": str(outbox_id)}).encode()
         await jobs.enqueue(conn, JobName.SEND_REPLY, payload, dedupe_key=f"{JobName.SEND_REPLY}:{outbox_id}")
     return outbox_id, created
+
+
+def slack_thread(case: drafts_db.CaseForDraft) -> str | None:
+    """`channel/thread_ts` of the Slack message a case came from (its reply goes there), else None."""
+    slack = case.metadata.get("slack") or {}
+    if case.channel != "slack" or not slack.get("channel") or not slack.get("ts"):
+        return None
+    return f"{slack['channel']}/{slack.get('thread_ts') or slack['ts']}"
 
 
 def compose_email(out: drafts_db.Outgoing, sender: Sender) -> bytes:
@@ -107,9 +116,15 @@ class SendResult(StrEnum):
 class Channels:
     mailbox: Mailbox | None
     http: aiohttp.ClientSession | None
+    slack: ThreadPoster | None = None
 
 
 async def _deliver(out: drafts_db.Outgoing, sender: Sender, channels: Channels) -> str | None:
+    if out.channel == "slack":
+        if channels.slack is None:
+            raise RuntimeError("Slack is not configured (SLACK_BOT_TOKEN) to reply in the case's thread")
+        channel, thread_ts = out.to_address.split("/", 1)
+        return await channels.slack.post(channel, thread_ts, out.body, out.draft_key)
     if out.channel == "email":
         if channels.mailbox is None:
             raise RuntimeError("no mailbox is configured to send email replies (GMAIL_TOKEN_FILE, SUPPORT_EMAIL)")
@@ -125,10 +140,20 @@ async def _deliver(out: drafts_db.Outgoing, sender: Sender, channels: Channels) 
     return None
 
 
+async def _already_sent(out: drafts_db.Outgoing, channels: Channels) -> str | None:
+    """The provider's id of a reply an earlier attempt delivered before dying, if it can be found."""
+    if out.channel == "email" and channels.mailbox is not None and out.message_id:
+        return await channels.mailbox.find_sent(out.message_id)
+    if out.channel == "slack" and channels.slack is not None:
+        channel, thread_ts = out.to_address.split("/", 1)
+        return await channels.slack.find(channel, thread_ts, out.draft_key)
+    return None  # a callback carries an Idempotency-Key instead
+
+
 async def send_reply(pool: asyncpg.Pool, channels: Channels, sender: Sender, outbox_id: UUID) -> SendResult:
     """Deliver one outbox row. At most one worker at a time (a lock held in an open transaction,
-    so it dies with the worker); a row left in `sending` may have gone out, so the sent mail is
-    searched for its Message-ID before sending again."""
+    so it dies with the worker); a row left in `sending` may have gone out, so the sent mail (or
+    the Slack thread) is searched for it before sending again."""
     async with pool.acquire() as lock_conn, lock_conn.transaction():
         if not await drafts_db.try_lock_outgoing(lock_conn, outbox_id):
             return SendResult.BUSY
@@ -138,8 +163,8 @@ async def send_reply(pool: asyncpg.Pool, channels: Channels, sender: Sender, out
         if out.status == "sent":
             return SendResult.ALREADY_SENT
         provider_id = None
-        if out.status == "sending" and out.channel == "email" and channels.mailbox is not None and out.message_id:
-            provider_id = await channels.mailbox.find_sent(out.message_id)
+        if out.status == "sending":
+            provider_id = await _already_sent(out, channels)
         result = SendResult.FOUND_SENT
         if provider_id is None:
             async with pool.acquire() as conn:

@@ -24,12 +24,21 @@ from bot.metrics import Metrics
 from bot.review_desk import SlackReviewDesk
 from bot.settings import Settings
 from bot.slack_app import build_slack_app, http_route
+from bot.slack_thread import SlackThreadPoster
+from db import intake as intake_db
+from db.pool import transaction
+from pipelines import review
+from pipelines.drafters import ExtractiveDrafter, FallbackDrafter
+from pipelines.drafting import draft_case
+from pipelines.replies import Channels, SendResult, send_reply
+from pipelines.review_requests import ActionRequest, ReviewAction
+from pipelines.triage import triage_case
 from bot.worker import job_handlers
 from pipelines.adapters.jira_tracker import JiraTracker
 from tests.fakes.jira import FakeJira
 from tests.fakes.slack import FakeSlack
-from tests.test_drafting import SENDER, jobs_queued, review_case
-from tests.test_triage import TAXONOMY
+from tests.test_drafting import POLICY, SENDER, import_demo_kb, jobs_queued, review_case
+from tests.test_triage import TAXONOMY, THRESHOLDS, ScriptedLocal
 
 REVIEW_CHANNEL = "C0REVIEW"
 REVIEWERS = "S0REVIEWERS"
@@ -290,3 +299,45 @@ async def test_a_ratelimited_card_post_is_retried_after_retry_after(deps, slack)
     assert time.monotonic() - started >= 1  # waited as Slack asked
     assert len(slack.calls("chat.postMessage")) == 2  # the 429, then the post
     assert await deps.pool.fetchval("SELECT count(*) FROM slack_messages WHERE case_id = $1", case_id) == 1
+
+
+async def slack_case(deps: Deps, slack: FakeSlack) -> tuple[Any, Any, str]:
+    """A case made from a Slack message, drafted and waiting for review: (case id, draft id, message ts)."""
+    root = await deps.slack.chat_postMessage(channel="C0SUPPORT", text="My card never arrived, where is it?")
+    await import_demo_kb(deps.pool)
+    async with transaction(deps.pool) as conn:
+        stored = await intake_db.create_case(
+            conn, customer_email="u0mia@slack.invalid", customer_name="Mia", channel="slack", subject=None,
+            description="My card never arrived, where is it?", interaction_type="slack_in",
+            external_id=f"slack:C0SUPPORT:{root['ts']}",
+            metadata={"slack": {"channel": "C0SUPPORT", "ts": root["ts"], "thread_ts": None}})
+    await triage_case(deps.pool, ScriptedLocal(0.7, "card_arrival"), TAXONOMY, THRESHOLDS, stored.case_id)
+    outcome = await draft_case(deps.pool, FallbackDrafter(None, ExtractiveDrafter(company="Northwind Bank", high=0.85)),
+                               None, TAXONOMY, POLICY, stored.case_id)
+    assert outcome is not None and not outcome.decision.auto_send
+    return stored.case_id, outcome.draft_id, root["ts"]
+
+
+async def test_the_reply_to_a_slack_case_goes_to_its_thread_once(deps, slack):
+    case_id, draft_id, root_ts = await slack_case(deps, slack)
+    assert (await review.apply(deps.pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U0ALICE", case_id, draft_id))).done
+    assert await deps.pool.fetchval("SELECT channel FROM reply_outbox") == "slack"
+    await run_jobs(deps, "reply.send")
+    (reply,) = [m for m in slack.messages if m["thread_ts"] == root_ts]
+    assert reply["channel"] == "C0SUPPORT" and "Your case reference: CX-" in reply["text"]
+    out = await deps.pool.fetchrow("SELECT status, provider_message_id FROM reply_outbox")
+    assert tuple(out) == ("sent", reply["ts"])
+    assert await deps.pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "replied"
+
+
+async def test_a_slack_reply_posted_before_the_worker_died_is_found_not_posted_again(deps, slack):
+    case_id, draft_id, root_ts = await slack_case(deps, slack)
+    await review.apply(deps.pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U0ALICE", case_id, draft_id))
+    out = await deps.pool.fetchrow("SELECT outbox_id, draft_key, body FROM reply_outbox")
+    # The worker posted and died before recording it: the row is left in `sending`.
+    await deps.pool.execute("UPDATE reply_outbox SET status = 'sending'")
+    posted = await SlackThreadPoster(deps.slack).post("C0SUPPORT", root_ts, out["body"], out["draft_key"])
+    result = await send_reply(deps.pool, Channels(None, None, SlackThreadPoster(deps.slack)), SENDER, out["outbox_id"])
+    assert result == SendResult.FOUND_SENT
+    assert len([m for m in slack.messages if m["thread_ts"] == root_ts]) == 1
+    assert await deps.pool.fetchval("SELECT provider_message_id FROM reply_outbox") == posted

@@ -79,6 +79,7 @@ class FakeSlack(FakeServer):
             "views.update": self._view_update,
             "views.publish": self._view_publish,
             "conversations.members": self._members,
+            "conversations.replies": self._replies,
             "usergroups.users.list": self._usergroup_users,
             "users.info": self._user_info,
             "reactions.add": self._reaction_add,
@@ -274,6 +275,16 @@ class FakeSlack(FakeServer):
     def _members(self, p: Params) -> dict[str, Any]:
         members = self.channel_members.get(_required(p, "channel", "channel_not_found"), [])
         return {"ok": True, "members": members, "response_metadata": {"next_cursor": ""}}
+
+    def _replies(self, p: Params) -> dict[str, Any]:
+        channel, ts = _required(p, "channel", "channel_not_found"), _required(p, "ts", "thread_not_found")
+        thread = [m for m in self.messages if m["channel"] == channel and ts in (m["ts"], m["thread_ts"])]
+        if not thread:
+            raise SlackError("thread_not_found")
+        keep_metadata = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+        return {"ok": True, "messages": [m if keep_metadata else {k: v for k, v in m.items() if k != "metadata"}
+                                         for m in thread],
+                "has_more": False, "response_metadata": {"next_cursor": ""}}
 
     def _usergroup_users(self, p: Params) -> dict[str, Any]:
         group = _required(p, "usergroup", "no_such_subteam")
