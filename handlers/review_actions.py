@@ -3,7 +3,6 @@ reject modal opens here because Slack's trigger_id is only good for three second
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
@@ -15,7 +14,9 @@ from handlers.review_card import (
     EDIT_CALLBACK_ID,
     REJECT_CALLBACK_ID,
     CardButton,
+    CardRef,
     ModalBlock,
+    ModalRef,
     ReviewCard,
     edit_modal,
     refusal_text,
@@ -43,17 +44,17 @@ def _desk(context: dict[str, Any]) -> ReviewDesk:
     return context["deps"].review
 
 
-def _ids(action: dict[str, Any]) -> tuple[UUID, UUID | None]:
-    value = json.loads(action["value"])
-    return UUID(value["case_id"]), UUID(value["draft_id"]) if value.get("draft_id") else None
+def _ref(action: dict[str, Any]) -> CardRef:
+    return CardRef.from_value(action["value"])
 
 
 async def _click(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], kind: ReviewAction) -> None:
     action = body["actions"][0]
-    case_id, draft_id = _ids(action)
+    ref = _ref(action)
     container = body.get("container", {})
-    request = ActionRequest(action=kind, reviewer=body["user"]["id"], case_id=case_id, draft_id=draft_id,
-                            channel=container.get("channel_id"), ts=container.get("message_ts"))
+    request = ActionRequest(action=kind, reviewer=body["user"]["id"], case_id=ref.case_id, draft_id=ref.draft_id,
+                            review_id=ref.review_id, channel=container.get("channel_id"),
+                            ts=container.get("message_ts"))
     # Queued before the ack, so that an acknowledged click is never lost; a redelivery of the same
     # click (same user, same action_ts) is dropped there.
     await _desk(context).submit(f"click:{request.reviewer}:{action['action_ts']}", request)
@@ -80,7 +81,7 @@ async def _open_modal(ack: AsyncAck, body: dict[str, Any], context: dict[str, An
     if not await desk.reviewers.allows(user):
         await client.chat_postEphemeral(channel=container["channel_id"], user=user, text=refusal_text(user))
         return
-    card = await desk.card(_ids(body["actions"][0])[0])
+    card = await desk.card(_ref(body["actions"][0]).case_id)
     if card is None:
         return
     await client.views_open(trigger_id=body["trigger_id"],
@@ -108,10 +109,9 @@ def _input(values: dict[str, Any], block: ModalBlock) -> Any:
 
 async def _submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any],
                      kind: ReviewAction, **fields: Any) -> None:
-    meta = json.loads(view["private_metadata"])
-    request = ActionRequest(action=kind, reviewer=body["user"]["id"], case_id=UUID(meta["case_id"]),
-                            draft_id=UUID(meta["draft_id"]) if meta.get("draft_id") else None,
-                            channel=meta.get("channel"), ts=meta.get("ts"), **fields)
+    meta = ModalRef.from_metadata(view["private_metadata"])
+    request = ActionRequest(action=kind, reviewer=body["user"]["id"], case_id=meta.case_id, draft_id=meta.draft_id,
+                            review_id=meta.review_id, channel=meta.channel, ts=meta.ts, **fields)
     # A resubmitted view (Slack retries an unacknowledged one) keeps its id: queued once.
     await _desk(context).submit(f"view:{view['id']}", request)
     await ack()

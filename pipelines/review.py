@@ -85,20 +85,24 @@ async def apply(pool: asyncpg.Pool, sender: Sender, request: ActionRequest,
 
 
 async def _approve(pool: asyncpg.Pool, sender: Sender, request: ActionRequest) -> ActionResult:
-    if request.draft_id is None:
-        if request.action is not ReviewAction.EDIT or not request.reply:
-            raise ValueError("approve needs a draft")
-        request = replace(request, draft_id=await _reviewer_draft(pool, request))
-
     edited = request.action is ReviewAction.EDIT
+    if edited and request.reply and (request.draft_id is None or await _draft_sent(pool, request.draft_id)):
+        # Nothing to edit, or the card's draft already went out (a reopened case): the reviewer's
+        # text is a draft of its own, with its own outbox key.
+        request = replace(request, draft_id=await _reviewer_draft(pool, request))
+    if request.draft_id is None:
+        raise ValueError("approve needs a draft")
 
     async def record(conn: asyncpg.Connection) -> None:
         facts = await review_db.card_facts(conn, request.case_id)
         if facts is None:
             raise LookupError(f"no case {request.case_id}")
-        if facts.review_id is not None and facts.review_status != "pending":
-            raise _Decided(facts)  # rejected (or otherwise decided) first: roll the approval back
-        if facts.review_id is not None:
+        # An approval needs the review still open: decided first (rejected, say), it is rolled back.
+        # An edit is the reviewer's own reply and goes out while the case is theirs to answer
+        # (approve_draft checks that); two at once still send once, as the case moves to `sending`.
+        if not edited and facts.review_id is not None and facts.review_status != "pending":
+            raise _Decided(facts)
+        if facts.review_id is not None and facts.review_status == "pending":
             await review_db.decide(conn, facts.review_id, "edited" if edited else "approved", request.reviewer,
                                    comments=request.note, final_solution=request.reply if edited else None)
         if not edited:
@@ -201,6 +205,11 @@ async def _locked_facts(conn: asyncpg.Connection, case_id: UUID) -> CardFacts:
     return facts
 
 
+async def _draft_sent(pool: asyncpg.Pool, draft_id: UUID) -> bool:
+    async with pool.acquire() as conn:
+        return await drafts_db.outgoing_for_draft(conn, draft_id) is not None
+
+
 async def _reviewer_draft(pool: asyncpg.Pool, request: ActionRequest) -> UUID:
     """A case without an AI draft gets the reviewer's reply as its draft, to be approved as any other."""
     async with transaction(pool) as conn:
@@ -213,9 +222,10 @@ async def _reviewer_draft(pool: asyncpg.Pool, request: ActionRequest) -> UUID:
 async def _learn_labels(conn: asyncpg.Connection, facts: CardFacts, request: ActionRequest) -> None:
     """Labels the reviewer changed are corrections: feedback for the triage step, the case's labels,
     and a labelled example the local triager's memories pick up on its next case (no retraining)."""
+    # A label triage left empty and the reviewer filled in is not a correction of the AI.
     changed = {field: (old, new) for field, old, new in (
         ("category", facts.category, request.category), ("subcategory", facts.subcategory, request.subcategory),
-        ("priority", facts.priority, request.priority)) if new and new != old}
+        ("priority", facts.priority, request.priority)) if new and old and new != old}
     if not changed:
         return
     for field, (old, new) in changed.items():

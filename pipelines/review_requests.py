@@ -26,6 +26,7 @@ class ActionRequest:
     reviewer: str  # Slack user id
     case_id: UUID
     draft_id: UUID | None = None
+    review_id: UUID | None = None  # the review the card showed: decided by someone else = lost race
     channel: str | None = None  # the card's message, to update in place
     ts: str | None = None
     reason: str | None = None  # reject
@@ -41,8 +42,8 @@ class ActionRequest:
     @classmethod
     def from_payload(cls, payload: bytes) -> ActionRequest:
         data: dict[str, Any] = json.loads(payload)
-        return cls(**{**data, "action": ReviewAction(data["action"]), "case_id": UUID(data["case_id"]),
-                      "draft_id": UUID(data["draft_id"]) if data.get("draft_id") else None})
+        ids = {k: UUID(data[k]) if data.get(k) else None for k in ("draft_id", "review_id")}
+        return cls(**{**data, **ids, "action": ReviewAction(data["action"]), "case_id": UUID(data["case_id"])})
 
 
 @dataclass(frozen=True)

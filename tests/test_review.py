@@ -144,3 +144,29 @@ async def test_clicks_arriving_during_a_write_share_the_next_one():
 
     with pytest.raises(ConnectionError):
         await ClickInbox(broken).submit("click:x", request)
+
+
+async def test_after_a_reject_the_new_owner_can_still_send_their_own_reply(pool):
+    case_id, draft_id = await review_case(pool)
+    opened = await facts(pool, case_id)
+    await review.apply(pool, SENDER, ActionRequest(ReviewAction.REJECT, "U_BOB", case_id, draft_id, opened.review_id))
+    late = await review.apply(pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id))
+    assert not late.done and late.winner == "U_BOB"
+    edit = ActionRequest(ReviewAction.EDIT, "U_BOB", case_id, draft_id, opened.review_id, reply="Hi Mia, sorted.")
+    assert (await review.apply(pool, SENDER, edit)).done
+    assert (await pool.fetchval("SELECT body FROM reply_outbox")).startswith("Hi Mia, sorted.")
+
+
+async def test_editing_a_draft_that_already_went_out_sends_a_new_one(pool):
+    case_id, draft_id = await review_case(pool)
+    await facts(pool, case_id)
+    assert (await review.apply(pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id))).done
+    # The customer wrote again and a person owns the case; the card still shows the sent draft.
+    await pool.execute("UPDATE reply_outbox SET status = 'sent', sent_at = now(), provider_message_id = 'gmail-1'")
+    for status in ("replied", "reopened", "human_owned"):
+        await pool.execute("UPDATE cases SET status = $2 WHERE case_id = $1", case_id, status)
+    edit = ActionRequest(ReviewAction.EDIT, "U_BOB", case_id, draft_id, reply="Hi Mia, here is an update.")
+    assert (await review.apply(pool, SENDER, edit)).done
+    bodies = [r["body"] for r in await pool.fetch("SELECT body FROM reply_outbox ORDER BY created_at")]
+    assert len(bodies) == 2 and bodies[1].startswith("Hi Mia, here is an update.")
+    assert await pool.fetchval("SELECT drafter FROM case_drafts ORDER BY created_at DESC LIMIT 1") == "reviewer"
