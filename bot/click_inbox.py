@@ -31,18 +31,27 @@ class ClickInbox:
         return await done
 
     async def _flush(self) -> None:
+        batch: list[tuple[str, ActionRequest, asyncio.Future[bool]]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
                     queued = await self._write([(delivery_id, request) for delivery_id, request, _ in batch])
                 except Exception as exc:  # each click's listener sees the failure (and does not ack)
-                    for *_, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+                    _fail(batch, exc)
                     continue
                 for (*_, done), ok in zip(batch, queued):
                     if not done.done():
                         done.set_result(ok)
         finally:
+            # Cancelled mid-write (shutdown): nobody may wait forever, neither this batch nor the
+            # clicks that arrived meanwhile.
+            _fail(batch + self._waiting, ConnectionError("the click was not recorded; try again"))
+            self._waiting = []
             self._flushing = None
+
+
+def _fail(batch: list[tuple[str, ActionRequest, asyncio.Future[bool]]], exc: BaseException) -> None:
+    for *_, done in batch:
+        if not done.done():
+            done.set_exception(exc)

@@ -117,7 +117,7 @@ class SlackReviewDesk:
         await self.post_card(request.case_id)
         if not result.done:
             if result.refused:
-                text = result.refused
+                text = mrkdwn.escape(result.refused)  # may quote an outside service's error text
             elif result.winner:
                 text = lost_race_text(result.winner, result.winner_action or "acted on")
             else:

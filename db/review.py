@@ -187,3 +187,19 @@ async def correct_labels(conn: asyncpg.Connection, case_id: UUID, category: str 
         "priority = coalesce($4, priority), updated_at = now() WHERE case_id = $1",
         case_id, category, subcategory, priority,
     )
+
+
+async def claim_escalation(conn: asyncpg.Connection, case_id: UUID, reviewer: str) -> str | None:
+    """Mark the case as being escalated by `reviewer` unless it already is; returns who holds the
+    claim (None: the case has no row). Call under the case lock. The claim outlives a crash, so a
+    retried job of the same reviewer carries on where it stopped."""
+    await conn.execute(
+        "UPDATE cases SET metadata = metadata || jsonb_build_object('escalating', $2::text) "
+        "WHERE case_id = $1 AND NOT metadata ? 'escalating'",
+        case_id, reviewer,
+    )
+    return await conn.fetchval("SELECT metadata->>'escalating' FROM cases WHERE case_id = $1", case_id)
+
+
+async def release_escalation(conn: asyncpg.Connection, case_id: UUID) -> None:
+    await conn.execute("UPDATE cases SET metadata = metadata - 'escalating' WHERE case_id = $1", case_id)

@@ -160,16 +160,20 @@ _TRACKER_PRIORITY = {"critical": "urgent", "high": "high", "medium": "medium", "
 
 
 async def _escalate(pool: asyncpg.Pool, tracker: Tracker | None, request: ActionRequest) -> ActionResult:
-    """File the case in the tracker once and mark it escalated. The tracker call happens outside
-    any transaction; the tracker itself finds an issue already filed for the case (a retried job,
-    or two reviewers at once), so both land on the same issue and the second is told."""
+    """File the case in the tracker once and mark it escalated. The first reviewer to click claims
+    the escalation (a second is told who); the tracker call happens outside any transaction, and
+    the tracker finds an issue it already filed for the case, so a retried job files nothing new."""
     if tracker is None:
         return ActionResult(done=False, refused="Jira is not configured (JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN)")
-    facts = await card_facts(pool, request.case_id)
-    if facts is None:
-        raise LookupError(f"no case {request.case_id}")
-    if facts.status not in REVIEWABLE:
-        return _late(facts)
+    async with transaction(pool) as conn:
+        facts = await _locked_facts(conn, request.case_id)
+        if facts.status not in REVIEWABLE:
+            return _late(facts)
+        # Claimed in the database before Jira is called: the tracker's own duplicate search lags
+        # new issues by seconds, and two workers would both find nothing and both file one.
+        holder = await review_db.claim_escalation(conn, request.case_id, request.reviewer)
+    if holder != request.reviewer:
+        return ActionResult(done=False, winner=holder, winner_action="escalated")
     escalation = Escalation(
         case_id=facts.case_id, short_id=f"CX-{facts.short_id}",
         summary=f"CX-{facts.short_id}: {facts.summary or facts.subject or 'escalated support case'}",
@@ -182,6 +186,8 @@ async def _escalate(pool: asyncpg.Pool, tracker: Tracker | None, request: Action
     except TrackerError as exc:
         if exc.retryable:
             raise
+        async with transaction(pool) as conn:  # let someone try again
+            await review_db.release_escalation(conn, request.case_id)
         return ActionResult(done=False, refused=f"Jira refused the issue: {exc.message}")
     async with transaction(pool) as conn:
         facts = await _locked_facts(conn, request.case_id)

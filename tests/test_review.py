@@ -11,6 +11,7 @@ import pytest
 
 from bot.click_inbox import ClickInbox
 from pipelines import review
+from pipelines.adapters.jira_tracker import IssueRef
 from pipelines.review_requests import ActionRequest, ReviewAction
 from tests.test_drafting import SENDER, drafting_case, import_demo_kb, jobs_queued, review_case
 
@@ -170,3 +171,49 @@ async def test_editing_a_draft_that_already_went_out_sends_a_new_one(pool):
     bodies = [r["body"] for r in await pool.fetch("SELECT body FROM reply_outbox ORDER BY created_at")]
     assert len(bodies) == 2 and bodies[1].startswith("Hi Mia, here is an update.")
     assert await pool.fetchval("SELECT drafter FROM case_drafts ORDER BY created_at DESC LIMIT 1") == "reviewer"
+
+
+class ForgetfulTracker:
+    """A tracker whose duplicate search never sees a fresh issue (Jira's index lags creates)."""
+
+    def __init__(self) -> None:
+        self.filed: list[str] = []
+
+    async def escalate(self, escalation):
+        await asyncio.sleep(0.05)  # the HTTP round trip, during which the other click arrives
+        self.filed.append(f"SUP-{len(self.filed) + 1}")
+        return IssueRef(self.filed[-1], f"https://jira.example/browse/{self.filed[-1]}")
+
+
+async def test_two_escalations_at_once_file_one_issue_even_if_the_tracker_cannot_tell(pool):
+    case_id, draft_id = await review_case(pool)
+    await facts(pool, case_id)
+    tracker = ForgetfulTracker()
+    results = await asyncio.gather(*(review.apply(pool, SENDER, ActionRequest(ReviewAction.ESCALATE, who, case_id,
+                                                                              draft_id), tracker)
+                                     for who in ("U_ALICE", "U_BOB")))
+    assert tracker.filed == ["SUP-1"]
+    assert sorted(r.done for r in results) == [False, True]
+    loser = next(r for r in results if not r.done)
+    case = await pool.fetchrow("SELECT status, jira_issue_key FROM cases WHERE case_id = $1", case_id)
+    assert tuple(case) == ("escalated", "SUP-1") and loser.winner_action == "escalated"
+
+
+async def test_a_cancelled_write_fails_its_clicks_instead_of_leaving_them_waiting():
+    started = asyncio.Event()
+
+    async def slow(clicks):
+        started.set()
+        await asyncio.sleep(60)
+        return [True] * len(clicks)
+
+    inbox = ClickInbox(slow)
+    request = ActionRequest(ReviewAction.TAKE, "U1", uuid.uuid4())
+    first = asyncio.create_task(inbox.submit("click:1", request))
+    await started.wait()
+    second = asyncio.create_task(inbox.submit("click:2", request))  # arrives during the write
+    await asyncio.sleep(0)
+    inbox._flushing.cancel()  # noqa: SLF001 (what a shutdown does to the task)
+    for task in (first, second):
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(task, 1)
