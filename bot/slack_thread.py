@@ -3,11 +3,16 @@ carries its outbox key in the message metadata, so a retried send finds it inste
 
 from __future__ import annotations
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import mrkdwn
+from pipelines.ports import DeliveryRefused
 
 EVENT_TYPE = "cx_reply"
+# Answers that no retry changes: the reply needs a person (invite the bot, or answer elsewhere).
+FINAL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived", "thread_not_found",
+                          "restricted_action", "cannot_reply_to_message"})
 
 
 class SlackThreadPoster:
@@ -15,13 +20,26 @@ class SlackThreadPoster:
         self._client = client
 
     async def post(self, channel: str, thread_ts: str, text: str, key: str) -> str:
-        posted = await self._client.chat_postMessage(
-            channel=channel, thread_ts=thread_ts, text=mrkdwn.truncate(mrkdwn.escape(text), 39_000),
-            metadata={"event_type": EVENT_TYPE, "event_payload": {"key": key}}, unfurl_links=False,
-        )
+        try:
+            posted = await self._client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=mrkdwn.truncate(mrkdwn.escape(text), 39_000),
+                metadata={"event_type": EVENT_TYPE, "event_payload": {"key": key}}, unfurl_links=False,
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") in FINAL_ERRORS:
+                raise DeliveryRefused(f"Slack refused the reply: {exc.response.get('error')}") from exc
+            raise
         return posted["ts"]
 
     async def find(self, channel: str, thread_ts: str, key: str) -> str | None:
+        try:
+            return await self._find(channel, thread_ts, key)
+        except SlackApiError as exc:
+            if exc.response.get("error") in FINAL_ERRORS:
+                return None  # unreadable, so nothing of ours can be there: the post says why
+            raise
+
+    async def _find(self, channel: str, thread_ts: str, key: str) -> str | None:
         async for page in await self._client.conversations_replies(channel=channel, ts=thread_ts,
                                                                    include_all_metadata=True, limit=200):
             for message in page.get("messages", []):

@@ -123,6 +123,11 @@ class KnowledgeSource(Protocol):
         ...
 
 
+class DeliveryRefused(Exception):
+    """The channel will not take this reply however often it is retried (e.g. the bot is not in
+    the Slack channel): a person has to look at it."""
+
+
 class ThreadPoster(Protocol):
     """Replies to cases that came from Slack go back to the message's thread."""
 

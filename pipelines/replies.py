@@ -21,7 +21,7 @@ from db import jobs
 from db.cases import ActorType, CaseStatus, InvalidTransition, transition
 from db.pool import transaction
 from pipelines.jobs import JobName
-from pipelines.ports import Mailbox, ThreadPoster
+from pipelines.ports import DeliveryRefused, Mailbox, ThreadPoster
 from pipelines.signatures import signed_headers
 
 log = structlog.get_logger(__name__)
@@ -110,6 +110,7 @@ class SendResult(StrEnum):
     FOUND_SENT = "found already sent"  # a previous attempt sent it and died before recording
     ALREADY_SENT = "already sent"
     BUSY = "another worker is sending it"
+    REFUSED = "the channel refused it for good; back to review"
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,18 @@ async def _already_sent(out: drafts_db.Outgoing, channels: Channels) -> str | No
     return None  # a callback carries an Idempotency-Key instead
 
 
+async def _refused(pool: asyncpg.Pool, out: drafts_db.Outgoing, reason: str) -> None:
+    """A reply no retry can deliver: the row fails for good and the case goes back to review,
+    its card refreshed, so a person sees why (and can answer with Edit once it is fixed)."""
+    async with transaction(pool) as conn:
+        await drafts_db.mark_error(conn, out.outbox_id, reason, final=True)
+        await transition(conn, out.case_id, CaseStatus.AWAITING_REVIEW, actor_type=ActorType.SYSTEM,
+                         actor_id="outbox", note=f"reply not delivered: {reason}")
+        await jobs.enqueue(conn, JobName.REVIEW_CARD, json.dumps({"case_id": str(out.case_id)}).encode(),
+                           dedupe_key=f"{JobName.REVIEW_CARD}:{out.case_id}")
+    log.warning("reply.refused", outbox_id=str(out.outbox_id), reason=reason)
+
+
 async def send_reply(pool: asyncpg.Pool, channels: Channels, sender: Sender, outbox_id: UUID) -> SendResult:
     """Deliver one outbox row. At most one worker at a time (a lock held in an open transaction,
     so it dies with the worker); a row left in `sending` may have gone out, so the sent mail (or
@@ -171,6 +184,9 @@ async def send_reply(pool: asyncpg.Pool, channels: Channels, sender: Sender, out
                 await drafts_db.mark_sending(conn, outbox_id)
             try:
                 provider_id = await _deliver(out, sender, channels)
+            except DeliveryRefused as exc:
+                await _refused(pool, out, str(exc))
+                return SendResult.REFUSED
             except Exception as exc:
                 async with pool.acquire() as conn:
                     await drafts_db.mark_error(conn, outbox_id, f"{type(exc).__name__}: {exc}")

@@ -341,3 +341,16 @@ async def test_a_slack_reply_posted_before_the_worker_died_is_found_not_posted_a
     assert result == SendResult.FOUND_SENT
     assert len([m for m in slack.messages if m["thread_ts"] == root_ts]) == 1
     assert await deps.pool.fetchval("SELECT provider_message_id FROM reply_outbox") == posted
+
+
+async def test_a_reply_slack_refuses_for_good_goes_back_to_review_instead_of_retrying(deps, slack):
+    case_id, draft_id, root_ts = await slack_case(deps, slack)
+    await review.apply(deps.pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U0ALICE", case_id, draft_id))
+    await deps.pool.execute("DELETE FROM pgqueuer WHERE entrypoint = 'case.review_card'")
+    slack.fail_next("chat.postMessage", "not_in_channel")
+    assert await run_jobs(deps, "reply.send") == 1  # returned normally: no retry would help
+    out = await deps.pool.fetchrow("SELECT status, last_error FROM reply_outbox")
+    assert out["status"] == "failed" and "not_in_channel" in out["last_error"]
+    assert await deps.pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "awaiting_review"
+    assert "case.review_card" in [j for j, _ in await jobs_queued(deps.pool)]
+    assert [m for m in slack.messages if m["thread_ts"] == root_ts] == []
