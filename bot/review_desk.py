@@ -114,7 +114,11 @@ class SlackReviewDesk:
             await self._tell(request, refusal_text(request.reviewer))
             return
         result = await review.apply(self._pool, self._sender, request, self._tracker)
-        await self.post_card(request.case_id)
+        try:
+            await self.post_card(request.case_id)
+        except Exception:  # the click is applied: retrying this job would tell its author they lost
+            log.warning("review.card_refresh_failed", case_id=str(request.case_id), exc_info=True)
+            await review.queue_card(self._pool, request.case_id)
         if not result.done:
             if result.refused:
                 text = mrkdwn.escape(result.refused)  # may quote an outside service's error text

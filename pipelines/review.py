@@ -4,6 +4,7 @@ written; of two reviewers acting at once exactly one wins and the other learns w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,13 @@ async def prepare_card(pool: asyncpg.Pool, case_id: UUID, timeout_hours: float) 
 async def card_facts(pool: asyncpg.Pool, case_id: UUID) -> CardFacts | None:
     async with pool.acquire() as conn:
         return await review_db.card_facts(conn, case_id)
+
+
+async def queue_card(pool: asyncpg.Pool, case_id: UUID) -> None:
+    """Post or refresh the case's card in a job of its own (one queued per case at a time)."""
+    async with pool.acquire() as conn:
+        await jobs.enqueue(conn, JobName.REVIEW_CARD, json.dumps({"case_id": str(case_id)}).encode(),
+                           dedupe_key=f"{JobName.REVIEW_CARD}:{case_id}")
 
 
 async def record_card(pool: asyncpg.Pool, case_id: UUID, channel: str, ts: str) -> None:

@@ -354,3 +354,13 @@ async def test_a_reply_slack_refuses_for_good_goes_back_to_review_instead_of_ret
     assert await deps.pool.fetchval("SELECT status FROM cases WHERE case_id = $1", case_id) == "awaiting_review"
     assert "case.review_card" in [j for j, _ in await jobs_queued(deps.pool)]
     assert [m for m in slack.messages if m["thread_ts"] == root_ts] == []
+
+
+async def test_a_card_refresh_failing_after_a_click_is_queued_not_the_click_retried(deps, slack):
+    (case_id, _), card = await posted_card(deps, slack)
+    await dispatch(deps, slack.block_actions(card, "review_approve", "U0ALICE"))
+    slack.fail_next("chat.update", "internal_error")
+    assert await run_jobs(deps, "review.action") == 1  # did not raise
+    assert slack.ephemeral == []  # nobody is told they lost
+    assert await deps.pool.fetchval("SELECT count(*) FROM reply_outbox") == 1
+    assert "case.review_card" in [j for j, _ in await jobs_queued(deps.pool)]
