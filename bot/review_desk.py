@@ -80,6 +80,10 @@ class SlackReviewDesk:
     async def post_card(self, case_id: UUID) -> None:
         """Post the case's card to the review channel, or refresh it in place if it was posted.
         A Slack failure raises: the job is retried and the case stays in the queue meanwhile."""
+        async with review.card_lock(self._pool, case_id):
+            await self._post_card(case_id)
+
+    async def _post_card(self, case_id: UUID) -> None:
         facts = await review.prepare_card(self._pool, case_id, self._settings.review_timeout_hours)
         if facts is None:
             return

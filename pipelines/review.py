@@ -5,7 +5,8 @@ written; of two reviewers acting at once exactly one wins and the other learns w
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -65,6 +66,18 @@ async def prepare_card(pool: asyncpg.Pool, case_id: UUID, timeout_hours: float) 
 async def card_facts(pool: asyncpg.Pool, case_id: UUID) -> CardFacts | None:
     async with pool.acquire() as conn:
         return await review_db.card_facts(conn, case_id)
+
+
+@asynccontextmanager
+async def card_lock(pool: asyncpg.Pool, case_id: UUID) -> AsyncIterator[None]:
+    """One writer of a case's card at a time: without it, a card job and a click's refresh could
+    both post a first card, or an older update land after a newer one."""
+    async with pool.acquire() as conn:
+        await review_db.lock_card(conn, case_id)
+        try:
+            yield
+        finally:
+            await review_db.unlock_card(conn, case_id)
 
 
 async def queue_card(pool: asyncpg.Pool, case_id: UUID) -> None:

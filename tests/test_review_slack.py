@@ -364,3 +364,10 @@ async def test_a_card_refresh_failing_after_a_click_is_queued_not_the_click_retr
     assert slack.ephemeral == []  # nobody is told they lost
     assert await deps.pool.fetchval("SELECT count(*) FROM reply_outbox") == 1
     assert "case.review_card" in [j for j, _ in await jobs_queued(deps.pool)]
+
+
+async def test_two_card_writers_at_once_post_one_card(deps, slack):
+    case_id, _ = await review_case(deps.pool)
+    await asyncio.gather(deps.review.post_card(case_id), deps.review.post_card(case_id))
+    assert len([m for m in slack.messages if m["thread_ts"] is None]) == 1
+    assert len(slack.calls("chat.update")) == 1  # the second found the card and refreshed it
