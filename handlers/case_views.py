@@ -5,13 +5,13 @@ Every text that came from a customer, the AI, the knowledge base or the person t
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from handlers import blocks as kit
 from handlers import mrkdwn
 from handlers.mrkdwn import escape, one_line, safe, truncate
 from handlers.review_card import ACTIONABLE_STATES, ACTIONS_BLOCK_ID, ReviewCard, review_card_blocks
@@ -19,19 +19,6 @@ from handlers.review_card import ACTIONABLE_STATES, ACTIONS_BLOCK_ID, ReviewCard
 KB_SHARE_ACTION = "kb_share"
 KB_ACTIONS_BLOCK_ID = "kb_actions"
 
-_STATE_LABELS = {
-    "new": "New",
-    "triaged": "Triaged",
-    "drafting": "Drafting",
-    "awaiting_review": "Awaiting review",
-    "sending": "Sending",
-    "replied": "Replied",
-    "resolved": "Resolved",
-    "closed": "Closed",
-    "human_owned": "With a person",
-    "escalated": "Escalated",
-    "reopened": "Reopened",
-}
 _INTERACTIONS = {
     "email_in": "Email from the customer",
     "email_out": "Reply sent",
@@ -49,12 +36,7 @@ _INTERACTIONS = {
 }
 _ACTORS = {"ai": "the AI", "system": "the system", "customer": "the customer"}
 
-# A user id goes into `<@…>` only if it looks like one, so even a corrupted column cannot inject markup.
-_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
-_UNSAFE_URL = re.compile(r"[\s|<>]")
-_URL_MAX = 1000
 
-_SHORT_MAX = 60  # labels of ours (states, categories, ids), bounded all the same
 _SUBJECT_MAX = 200
 _EMAIL_MAX = 120
 _QUERY_MAX = 200
@@ -198,21 +180,21 @@ def case_reply(case: CaseDetail) -> Reply:
     """The case: facts, the customer's message, the latest draft, the timeline, and the review
     card's buttons while a reviewer can still act."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "block_id": "case_header", "text": _plain(_header(case), mrkdwn.HEADER_TEXT)},
+        {"type": "header", "block_id": "case_header", "text": kit.plain(_header(case), mrkdwn.HEADER_TEXT)},
         {"type": "section", "block_id": "case_facts", "fields": _facts(case)},
-        _section("case_message", _message(case)),
+        kit.section("case_message", _message(case)),
     ]
     if case.summary and case.summary.strip():
-        blocks.append(_section("case_summary", f"*AI summary*\n{safe(case.summary, _SUMMARY_MAX)}"))
-    blocks.append(_section("case_draft", _draft(case)))
-    blocks.append(_section("case_timeline", _timeline(case)))
+        blocks.append(kit.section("case_summary", f"*AI summary*\n{safe(case.summary, _SUMMARY_MAX)}"))
+    blocks.append(kit.section("case_draft", _draft(case)))
+    blocks.append(kit.section("case_timeline", _timeline(case)))
     actions = _review_actions(case)
     if actions is not None:
         blocks.append(actions)
     note = f"Case id `{case.case_id}`"
     if actions is not None:
         note += " · The buttons act as on the review card; this message does not change. Run `/case` again to see."
-    blocks.append(_context("case_note", note))
+    blocks.append(kit.context("case_note", note))
     about = safe(one_line(case.subject or ""), 100) or "case"
     return Reply(_fallback(f"{case_ref(case.short_id)}: {about}"), blocks)
 
@@ -223,7 +205,7 @@ def case_ref(short_id: int) -> str:
 
 def _header(case: CaseDetail) -> str:
     # plain_text: Slack parses no markup there, and only our own labels go in (no customer text).
-    parts = [case_ref(case.short_id), _state_label(case.status)]
+    parts = [case_ref(case.short_id), kit.state_label(case.status)]
     if case.priority:
         parts.append(one_line(case.priority))
     label = " / ".join(one_line(x) for x in (case.category, case.subcategory) if x)
@@ -237,20 +219,20 @@ def _facts(case: CaseDetail) -> list[dict[str, Any]]:
     if case.customer_name and case.customer_name.strip():
         customer = f"{safe(one_line(case.customer_name), _EMAIL_MAX)} ({customer})"
     if case.tier:
-        customer += f" · {safe(one_line(case.tier), _SHORT_MAX)}"
-    category = " / ".join(safe(one_line(x), _SHORT_MAX) for x in (case.category, case.subcategory) if x)
+        customer += f" · {safe(one_line(case.tier), kit.SHORT_TEXT_MAX)}"
+    category = " / ".join(safe(one_line(x), kit.SHORT_TEXT_MAX) for x in (case.category, case.subcategory) if x)
     facts = [
-        ("State", escape(_state_label(case.status))),
-        ("Owner", _who(case.owner, none="the bot")),
+        ("State", escape(kit.state_label(case.status))),
+        ("Owner", kit.who(case.owner, none="the bot")),
         ("Customer", customer),
-        ("Priority", safe(one_line(case.priority or ""), _SHORT_MAX) or "not triaged"),
+        ("Priority", safe(one_line(case.priority or ""), kit.SHORT_TEXT_MAX) or "not triaged"),
         ("Category", category or "not triaged"),
         ("AI confidence", f"{case.confidence:.0%}" if case.confidence is not None else "n/a"),
-        ("Opened", f"{_slack_date(case.created_at)} via {safe(one_line(case.channel), _SHORT_MAX)}"),
+        ("Opened", f"{kit.slack_date(case.created_at)} via {safe(one_line(case.channel), kit.SHORT_TEXT_MAX)}"),
     ]
     if case.jira_issue_key:
-        facts.append(("Jira", safe(one_line(case.jira_issue_key), _SHORT_MAX)))
-    return [_mrkdwn(f"*{name}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for name, value in facts]
+        facts.append(("Jira", safe(one_line(case.jira_issue_key), kit.SHORT_TEXT_MAX)))
+    return [kit.mrkdwn_text(f"*{name}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for name, value in facts]
 
 
 def _message(case: CaseDetail) -> str:
@@ -264,7 +246,7 @@ def _message(case: CaseDetail) -> str:
 def _draft(case: CaseDetail) -> str:
     if not case.draft or not case.draft.strip():
         return "*Latest draft*\n_No draft yet._"
-    head = "*Latest draft*" + (f" · {_slack_date(case.drafted_at)}" if case.drafted_at else "") + "\n"
+    head = "*Latest draft*" + (f" · {kit.slack_date(case.drafted_at)}" if case.drafted_at else "") + "\n"
     body = escape(case.draft)
     if len(body) > _DRAFT_MAX:
         body = truncate(body, _DRAFT_MAX) + "\n_Cut here: the whole draft is on the review card and in Edit._"
@@ -283,20 +265,20 @@ def _timeline(case: CaseDetail) -> str:
 
 def _timeline_line(entry: TimelineEntry) -> str:
     if entry.kind == "status_change" and entry.to_status:
-        what = f"{_state_label(entry.from_status or 'new')} → {_state_label(entry.to_status)}"
+        what = f"{kit.state_label(entry.from_status or 'new')} → {kit.state_label(entry.to_status)}"
         what = escape(what)
     else:
-        what = _INTERACTIONS.get(entry.kind) or safe(one_line(entry.kind.replace("_", " ")), _SHORT_MAX)
-    line = f"• {_slack_date(entry.at)} · {what} · {_actor(entry)}"
+        what = _INTERACTIONS.get(entry.kind) or safe(one_line(entry.kind.replace("_", " ")), kit.SHORT_TEXT_MAX)
+    line = f"• {kit.slack_date(entry.at)} · {what} · {_actor(entry)}"
     if entry.message and entry.message.strip():
         line += f": {safe(one_line(entry.message), _TIMELINE_MESSAGE_MAX)}"
     return line
 
 
 def _actor(entry: TimelineEntry) -> str:
-    if entry.actor_id and _SLACK_USER_ID.fullmatch(entry.actor_id):
+    if entry.actor_id and kit.is_user_id(entry.actor_id):
         return f"<@{entry.actor_id}>"
-    return _ACTORS.get(entry.actor_type) or safe(one_line(entry.actor_type), _SHORT_MAX)
+    return _ACTORS.get(entry.actor_type) or safe(one_line(entry.actor_type), kit.SHORT_TEXT_MAX)
 
 
 def _review_actions(case: CaseDetail) -> dict[str, Any] | None:
@@ -318,20 +300,20 @@ def matches_reply(looked_for: str, answer: CaseAnswer) -> Reply:
     """Several cases matched: the best of them, one section each. `looked_for` is what the person typed."""
     what = f"“{safe(one_line(looked_for), _QUERY_MAX)}”"
     blocks: list[dict[str, Any]] = [
-        _section("matches_head", f"*{_matches(answer.total)}* {what}"),
+        kit.section("matches_head", f"*{_matches(answer.total)}* {what}"),
         *(_case_line_block(f"match_{i}", line) for i, line in enumerate(answer.matches)),
     ]
     hint = "Type `/case CX-1234` for a case's details."
     if answer.total > len(answer.matches):
         hint = (f"Showing {len(answer.matches)} of {answer.total}. Add words, use \"a phrase\" or -word to narrow "
                 "it down. " + hint)
-    blocks.append(_context("matches_hint", hint))
+    blocks.append(kit.context("matches_hint", hint))
     return Reply(_fallback(f"{_matches(answer.total)} {what}"), blocks)
 
 
 def not_found_reply(text: str) -> Reply:
     """`text` is mrkdwn: ours, with any untrusted part escaped by the caller."""
-    return Reply(_fallback(text), [_section("not_found", truncate(text, mrkdwn.SECTION_TEXT))])
+    return Reply(_fallback(text), [kit.section("not_found", truncate(text, mrkdwn.SECTION_TEXT))])
 
 
 def my_cases_reply(user_id: str, mine: MyCases) -> Reply:
@@ -341,14 +323,14 @@ def my_cases_reply(user_id: str, mine: MyCases) -> Reply:
     else:
         head = "*You own no open cases.* Cases become yours when you take or reject them on a review card."
     blocks: list[dict[str, Any]] = [
-        _section("mine_head", head),
+        kit.section("mine_head", head),
         *(_case_line_block(f"mine_{i}", line) for i, line in enumerate(mine.cases)),
     ]
     if mine.total > len(mine.cases):
-        blocks.append(_context("mine_more", f"…and {mine.total - len(mine.cases)} more."))
+        blocks.append(kit.context("mine_more", f"…and {mine.total - len(mine.cases)} more."))
     blocks.append({"type": "divider", "block_id": "mine_divider"})
     blocks.append({"type": "section", "block_id": "queue", "fields": _queue_fields(mine.queue)})
-    blocks.append(_context("mine_hint", "Look a case up with `/case CX-1234`, `/case customer@example.com` or "
+    blocks.append(kit.context("mine_hint", "Look a case up with `/case CX-1234`, `/case customer@example.com` or "
                                         "`/case some words`."))
     text = f"You have {_count(mine.total, 'open case')}; {_count(mine.queue.awaiting_review, 'case')} awaiting review."
     return Reply(_fallback(text), blocks)
@@ -360,17 +342,17 @@ def _queue_fields(queue: QueueSize) -> list[dict[str, Any]]:
         waiting += f" (oldest waiting {_duration(queue.oldest_wait)})"
     facts = [("Awaiting review", waiting), ("With a person", str(queue.human_owned)),
              ("Escalated", str(queue.escalated))]
-    return [_mrkdwn(f"*{name}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for name, value in facts]
+    return [kit.mrkdwn_text(f"*{name}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for name, value in facts]
 
 
 def _case_line_block(block_id: str, line: CaseLine) -> dict[str, Any]:
-    facts = [f"*{case_ref(line.short_id)}*", escape(_state_label(line.status))]
-    facts += [safe(one_line(x), _SHORT_MAX) for x in (line.priority, line.category) if x]
+    facts = [f"*{case_ref(line.short_id)}*", escape(kit.state_label(line.status))]
+    facts += [safe(one_line(x), kit.SHORT_TEXT_MAX) for x in (line.priority, line.category) if x]
     if line.owner:
-        facts.append(f"owner {_who(line.owner, none='the bot')}")
+        facts.append(f"owner {kit.who(line.owner, none='the bot')}")
     subject = safe(one_line(line.subject or ""), _SUBJECT_MAX) or "_(no subject)_"
-    about = f"{subject} — {safe(one_line(line.customer_email), _EMAIL_MAX)} · opened {_slack_date(line.created_at)}"
-    return _section(block_id, " · ".join(facts) + "\n" + about)
+    about = f"{subject} — {safe(one_line(line.customer_email), _EMAIL_MAX)} · opened {kit.slack_date(line.created_at)}"
+    return kit.section(block_id, " · ".join(facts) + "\n" + about)
 
 
 # ---- help ----------------------------------------------------------------------------------------------------
@@ -389,13 +371,13 @@ def case_help_reply(typed: str = "") -> Reply:
         "(also \"a phrase\", `or`, and -word to leave a word out)",
         "• `/case`: your open cases and the review queue",
     ]
-    return Reply("How to use /case", [_section("help", "\n".join(lines))])
+    return Reply("How to use /case", [kit.section("help", "\n".join(lines))])
 
 
 def kb_help_reply() -> Reply:
     text = ("*Search the knowledge base*\n• `/kb how long does a card take to arrive`: the five best articles, "
             "with a Share button that posts them in the channel")
-    return Reply("How to use /kb", [_section("help", text)])
+    return Reply("How to use /kb", [kit.section("help", text)])
 
 
 # ---- knowledge base ------------------------------------------------------------------------------------------
@@ -406,9 +388,9 @@ def kb_results_reply(query: str, results: Sequence[KbResult]) -> Reply:
     what = f"“{safe(one_line(query), _QUERY_MAX)}”"
     if not results:
         return Reply(_fallback(f"No article matches {what}"),
-                     [_section("kb_head", f"No published article matches {what}. Try other words.")])
-    blocks: list[dict[str, Any]] = [_section("kb_head", f"*Knowledge base: {what}*")]
-    blocks += [_section(f"kb_{i}", _result_text(i + 1, r, with_score=True)) for i, r in enumerate(results)]
+                     [kit.section("kb_head", f"No published article matches {what}. Try other words.")])
+    blocks: list[dict[str, Any]] = [kit.section("kb_head", f"*Knowledge base: {what}*")]
+    blocks += [kit.section(f"kb_{i}", _result_text(i + 1, r, with_score=True)) for i, r in enumerate(results)]
     share = KbShare(query, tuple((r.article_id, r.chunk_id) for r in results))
     blocks.append({
         "type": "actions",
@@ -416,21 +398,21 @@ def kb_results_reply(query: str, results: Sequence[KbResult]) -> Reply:
         "elements": [{
             "type": "button",
             "action_id": KB_SHARE_ACTION,
-            "text": _plain("Share in channel", mrkdwn.BUTTON_TEXT),
+            "text": kit.plain("Share in channel", mrkdwn.BUTTON_TEXT),
             "value": share.to_value(),
         }],
     })
-    blocks.append(_context("kb_note", "Only you can see this. Scores are the search's fused rank score: "
+    blocks.append(kit.context("kb_note", "Only you can see this. Scores are the search's fused rank score: "
                                       "higher is a better match."))
     return Reply(_fallback(f"{_count(len(results), 'article')} for {what}"), blocks)
 
 
 def kb_shared_reply(user_id: str, query: str, results: Sequence[KbResult]) -> Reply:
     """The post in the channel: who shared, what they searched for, and the articles."""
-    who = _who(user_id, none="Someone")
+    who = kit.who(user_id, none="Someone")
     what = f"“{safe(one_line(query), _QUERY_MAX)}”"
-    blocks: list[dict[str, Any]] = [_section("kb_shared_head", f"{who} shared knowledge-base articles for {what}:")]
-    blocks += [_section(f"kb_{i}", _result_text(i + 1, r, with_score=False)) for i, r in enumerate(results)]
+    blocks: list[dict[str, Any]] = [kit.section("kb_shared_head", f"{who} shared knowledge-base articles for {what}:")]
+    blocks += [kit.section(f"kb_{i}", _result_text(i + 1, r, with_score=False)) for i, r in enumerate(results)]
     return Reply(_fallback(f"{who} shared {_count(len(results), 'knowledge-base article')}"), blocks)
 
 
@@ -444,12 +426,12 @@ def kb_cannot_post_text() -> str:
 
 def _result_text(n: int, result: KbResult, *, with_score: bool) -> str:
     title = safe(one_line(result.title), _TITLE_MAX) or "untitled"
-    head = f"*{n}. {_link(result.url, title)}*"
+    head = f"*{n}. {kit.link(result.url, title)}*"
     extra = []
     if with_score and result.score is not None:
         extra.append(f"score {result.score:.4f}")
     if result.category:
-        extra.append(safe(one_line(result.category), _SHORT_MAX))
+        extra.append(safe(one_line(result.category), kit.SHORT_TEXT_MAX))
     if extra:
         head += " · " + " · ".join(extra)
     snippet = safe(one_line(result.snippet), _SNIPPET_MAX)
@@ -473,23 +455,12 @@ def _whole_lines(head: str, lines: Sequence[str]) -> str:
     return "\n".join(kept)
 
 
-def _section(block_id: str, text: str) -> dict[str, Any]:
-    return {"type": "section", "block_id": block_id, "text": _mrkdwn(text, mrkdwn.SECTION_TEXT)}
 
 
-def _context(block_id: str, text: str) -> dict[str, Any]:
-    return {"type": "context", "block_id": block_id, "elements": [_mrkdwn(text, mrkdwn.CONTEXT_ELEMENT_TEXT)]}
 
 
-def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
-    # verbatim: no automatic linking of bare URLs, #channels or @mentions in the untrusted parts.
-    if len(text) > limit:
-        raise ValueError(f"mrkdwn text of {len(text)} characters exceeds Slack's {limit}")
-    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
-def _plain(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "plain_text", "text": truncate(text, limit) or "-", "emoji": True}
 
 
 def _fallback(escaped_text: str) -> str:
@@ -505,28 +476,12 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _link(url: str | None, escaped_label: str) -> str:
-    """A link when the URL is plainly http(s) and cannot break out of `<url|label>`; else just the label."""
-    if url and url.startswith(("https://", "http://")) and len(url) <= _URL_MAX and not _UNSAFE_URL.search(url):
-        # mrkdwn has no escape for "|" inside `<url|label>`.
-        return f"<{escape(url)}|{escaped_label.replace('|', '¦')}>"
-    return escaped_label
 
 
-def _who(user_id: str | None, *, none: str) -> str:
-    if user_id is None:
-        return none
-    return f"<@{user_id}>" if _SLACK_USER_ID.fullmatch(user_id) else safe(one_line(user_id), _SHORT_MAX)
 
 
-def _state_label(state: str) -> str:
-    return _STATE_LABELS.get(state) or truncate(one_line(state.replace("_", " ")).capitalize(), _SHORT_MAX) or "Unknown"
 
 
-def _slack_date(at: datetime) -> str:
-    # Slack renders the token in each reader's time zone; the text after `|` is for clients that cannot.
-    aware = at if at.tzinfo else at.replace(tzinfo=UTC)
-    return f"<!date^{int(aware.timestamp())}^{{date_short_pretty}} {{time}}|{aware.isoformat(timespec='minutes')}>"
 
 
 def _duration(wait: timedelta) -> str:

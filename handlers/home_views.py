@@ -4,29 +4,16 @@ viewer's own open cases, and today's counts. Pure: facts in, a Home view out. Su
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from handlers import blocks as kit
 from handlers import mrkdwn
-from handlers.mrkdwn import one_line, safe, truncate
+from handlers.mrkdwn import one_line, safe
 
 MY_CASES_SHOWN = 10
 _SUBJECT_MAX = 200
-_SHORT_TEXT_MAX = 50
 
-_STATE_LABELS = {
-    "new": "New",
-    "triaged": "Triaged",
-    "drafting": "Drafting",
-    "awaiting_review": "Awaiting review",
-    "sending": "Sending",
-    "replied": "Replied",
-    "resolved": "Resolved",
-    "closed": "Closed",
-    "human_owned": "With a person",
-    "escalated": "Escalated",
-    "reopened": "Reopened",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +51,15 @@ class HomeFacts:
 
 def home_view(facts: HomeFacts) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
-        _header("home_header_queue", "Review queue"),
-        _section("home_queue", _queue_text(facts)),
+        kit.header("home_header_queue", "Review queue"),
+        kit.section("home_queue", _queue_text(facts)),
         {"type": "divider", "block_id": "home_divider_mine"},
-        _header("home_header_mine", "Your open cases"),
+        kit.header("home_header_mine", "Your open cases"),
         *_my_case_blocks(facts),
         {"type": "divider", "block_id": "home_divider_today"},
-        _header("home_header_today", "Today"),
+        kit.header("home_header_today", "Today"),
         {"type": "section", "block_id": "home_today", "fields": _today_fields(facts.today)},
-        _context("home_as_of", f"Updated {_slack_date(facts.as_of)}"),
+        kit.context("home_as_of", f"Updated {kit.slack_date(facts.as_of)}"),
     ]
     if len(blocks) > mrkdwn.BLOCKS_PER_VIEW:
         raise ValueError(f"a Home view of {len(blocks)} blocks exceeds Slack's {mrkdwn.BLOCKS_PER_VIEW}")
@@ -81,7 +68,7 @@ def home_view(facts: HomeFacts) -> dict[str, Any]:
 
 def age_text(since: datetime, now: datetime) -> str:
     """How long ago, to the minute for the first hour and coarser after: "5 min", "2 h 10 min", "3 d 4 h"."""
-    minutes = max(0, int((_aware(now) - _aware(since)).total_seconds() // 60))
+    minutes = max(0, int((kit.aware(now) - kit.aware(since)).total_seconds() // 60))
     if minutes < 1:
         return "under a minute"
     if minutes < 60:
@@ -105,15 +92,15 @@ def _queue_text(facts: HomeFacts) -> str:
 
 def _my_case_blocks(facts: HomeFacts) -> list[dict[str, Any]]:
     if not facts.my_cases:
-        return [_section("home_mine_none", "No open cases are assigned to you.")]
+        return [kit.section("home_mine_none", "No open cases are assigned to you.")]
     shown = facts.my_cases[:MY_CASES_SHOWN]
     blocks = [
-        _section(f"home_mine_{i}", f"*CX-{case.short_id}* · {_state_label(case.state)}\n{_subject(case.subject)}")
+        kit.section(f"home_mine_{i}", f"*CX-{case.short_id}* · {kit.state_label(case.state)}\n{_subject(case.subject)}")
         for i, case in enumerate(shown)
     ]
     hidden = max(facts.my_total, len(facts.my_cases)) - len(shown)
     if hidden > 0:
-        blocks.append(_context("home_mine_more", f"…and {hidden} more"))
+        blocks.append(kit.context("home_mine_more", f"…and {hidden} more"))
     return blocks
 
 
@@ -121,7 +108,7 @@ def _today_fields(today: TodayCounts) -> list[dict[str, Any]]:
     replied = f"{today.replied} ({today.auto_sent} auto-sent)" if today.auto_sent else str(today.replied)
     fields = [("Cases created", str(today.created)), ("Replied", replied),
               ("Sent to review", str(today.sent_to_review)), ("Escalated", str(today.escalated))]
-    return [_mrkdwn(f"*{label}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for label, value in fields]
+    return [kit.mrkdwn_text(f"*{label}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for label, value in fields]
 
 
 def _subject(subject: str | None) -> str:
@@ -129,35 +116,14 @@ def _subject(subject: str | None) -> str:
     return text or "_(no subject)_"
 
 
-def _state_label(state: str) -> str:
-    return _STATE_LABELS.get(state) or safe(one_line(state.replace("_", " ")), _SHORT_TEXT_MAX) or "Unknown"
 
 
-def _slack_date(at: datetime) -> str:
-    # Slack renders the token in each reader's time zone; the fallback after `|` is for clients that cannot.
-    aware = _aware(at)
-    return f"<!date^{int(aware.timestamp())}^{{date_short_pretty}} {{time}}|{aware.isoformat(timespec='minutes')}>"
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _header(block_id: str, text: str) -> dict[str, Any]:
-    return {"type": "header", "block_id": block_id,
-            "text": {"type": "plain_text", "text": truncate(text, mrkdwn.HEADER_TEXT), "emoji": True}}
 
 
-def _section(block_id: str, text: str) -> dict[str, Any]:
-    return {"type": "section", "block_id": block_id, "text": _mrkdwn(text, mrkdwn.SECTION_TEXT)}
 
 
-def _context(block_id: str, text: str) -> dict[str, Any]:
-    return {"type": "context", "block_id": block_id, "elements": [_mrkdwn(text, mrkdwn.CONTEXT_ELEMENT_TEXT)]}
 
-
-def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
-    # verbatim: Slack must not link bare URLs, #channels or @mentions found in the untrusted subjects.
-    if len(text) > limit:
-        raise ValueError(f"mrkdwn text of {len(text)} characters exceeds Slack's {limit}")
-    return {"type": "mrkdwn", "text": text, "verbatim": True}

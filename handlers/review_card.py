@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from handlers import blocks as kit
 from handlers import mrkdwn
 from handlers.mrkdwn import escape, one_line, safe, truncate
 
@@ -54,19 +54,6 @@ REJECT_REASONS: tuple[tuple[str, str], ...] = (
 # Only these states still wait for a reviewer; in any other the buttons are spent and the card only reports.
 ACTIONABLE_STATES = frozenset({"awaiting_review", "human_owned"})
 
-_STATE_LABELS = {
-    "new": "New",
-    "triaged": "Triaged",
-    "drafting": "Drafting",
-    "awaiting_review": "Awaiting review",
-    "sending": "Sending",
-    "replied": "Replied",
-    "resolved": "Resolved",
-    "closed": "Closed",
-    "human_owned": "With a person",
-    "escalated": "Escalated",
-    "reopened": "Reopened",
-}
 _PRIORITY_EMOJI = {
     "urgent": ":red_circle:",
     "critical": ":red_circle:",
@@ -82,10 +69,6 @@ _PAST_TENSE = {
     "take": "took",
 }
 
-# A user id goes into `<@…>` only if it looks like one, so even a corrupted owner column cannot inject markup.
-_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
-_UNSAFE_URL = re.compile(r"[\s|<>]")
-_URL_MAX = 1000  # keeps a status line with a Jira link inside one context element
 
 # Room left for the customer's text once the section's label and cut note are in.
 _SUBJECT_MAX = 250
@@ -94,7 +77,6 @@ _OUTCOME_MAX = 300
 _CITATIONS_SHOWN = 10
 _CITATION_TITLE_MAX = 150
 _MODAL_MESSAGE_MAX = 1500
-_SHORT_TEXT_MAX = 50  # ids, keys and states, which are ours but bounded all the same
 _MORE_LINE_MAX = 40
 
 
@@ -188,22 +170,22 @@ def card_ref(card: ReviewCard) -> CardRef:
 def review_card_blocks(card: ReviewCard) -> list[dict[str, Any]]:
     """The review card: who wrote, what they said, what the AI would answer, and what a reviewer can do now."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "block_id": "card_header", "text": _plain(_header_text(card), mrkdwn.HEADER_TEXT)},
+        {"type": "header", "block_id": "card_header", "text": kit.plain(_header_text(card), mrkdwn.HEADER_TEXT)},
         {"type": "section", "block_id": "card_facts", "fields": _fact_fields(card)},
-        _section("card_reason", _labelled("Why it needs review", safe(card.review_reason, _REASON_MAX))),
+        kit.section("card_reason", _labelled("Why it needs review", safe(card.review_reason, _REASON_MAX))),
     ]
     if card.summary:
-        blocks.append(_section("card_summary", _labelled("Summary", safe(card.summary, _REASON_MAX))))
-    blocks.append(_section("card_message", _message_text(card)))
+        blocks.append(kit.section("card_summary", _labelled("Summary", safe(card.summary, _REASON_MAX))))
+    blocks.append(kit.section("card_message", _message_text(card)))
     blocks.append({"type": "divider", "block_id": "card_divider"})
-    blocks.append(_section("card_draft", _draft_text(card)))
+    blocks.append(kit.section("card_draft", _draft_text(card)))
     if card.citations:
-        blocks.append(_section("card_sources", _citations_text(card.citations)))
+        blocks.append(kit.section("card_sources", _citations_text(card.citations)))
     blocks.append(
         {
             "type": "context",
             "block_id": "card_status",
-            "elements": [_mrkdwn(_status_text(card), mrkdwn.CONTEXT_ELEMENT_TEXT)],
+            "elements": [kit.mrkdwn_text(_status_text(card), mrkdwn.CONTEXT_ELEMENT_TEXT)],
         }
     )
     buttons = _buttons(card)
@@ -224,20 +206,20 @@ def reject_modal(card: ReviewCard, *, channel: str, ts: str) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": REJECT_CALLBACK_ID,
-        "title": _plain("Reject draft", mrkdwn.MODAL_TITLE),
-        "submit": _plain("Reject", mrkdwn.MODAL_TITLE),
-        "close": _plain("Cancel", mrkdwn.MODAL_TITLE),
+        "title": kit.plain("Reject draft", mrkdwn.MODAL_TITLE),
+        "submit": kit.plain("Reject", mrkdwn.MODAL_TITLE),
+        "close": kit.plain("Cancel", mrkdwn.MODAL_TITLE),
         "private_metadata": _modal_ref(card, channel, ts).to_metadata(),
         "blocks": [
-            _section("modal_case", _case_line(card)),
+            kit.section("modal_case", _case_line(card)),
             {
                 "type": "input",
                 "block_id": ModalBlock.REASON.value,
-                "label": _plain("Why is the draft wrong?", 2000),
+                "label": kit.plain("Why is the draft wrong?", 2000),
                 "element": {
                     "type": "static_select",
                     "action_id": ModalBlock.REASON.value,
-                    "placeholder": _plain("Pick a reason", 150),
+                    "placeholder": kit.plain("Pick a reason", 150),
                     "options": options,
                 },
             },
@@ -256,8 +238,8 @@ def edit_modal(
 ) -> dict[str, Any]:
     """The Edit dialog: the reply (prefilled with the draft), the case's labels and a note; submitting sends."""
     blocks: list[dict[str, Any]] = [
-        _section("modal_case", _case_line(card)),
-        _section("modal_message", _labelled("Customer wrote", safe(card.message, _MODAL_MESSAGE_MAX) or "_(empty)_")),
+        kit.section("modal_case", _case_line(card)),
+        kit.section("modal_message", _labelled("Customer wrote", safe(card.message, _MODAL_MESSAGE_MAX) or "_(empty)_")),
     ]
     reply: dict[str, Any] = {
         "type": "plain_text_input",
@@ -269,12 +251,12 @@ def edit_modal(
     if prefill:
         reply["initial_value"] = prefill
     blocks.append(
-        {"type": "input", "block_id": ModalBlock.REPLY.value, "label": _plain("Reply", 2000), "element": reply}
+        {"type": "input", "block_id": ModalBlock.REPLY.value, "label": kit.plain("Reply", 2000), "element": reply}
     )
     if prefill != (card.draft or ""):
         # The reviewer must know: what is in the box is exactly what will be sent.
         blocks.append(
-            _context(
+            kit.context(
                 "reply_cut",
                 f":warning: The draft is {len(card.draft or ''):,} characters; Slack lets this box hold "
                 f"{mrkdwn.PLAIN_INPUT_MAX:,}, so only its first {len(prefill):,} are here. "
@@ -286,13 +268,13 @@ def edit_modal(
     if category_options:
         blocks.append(_select("Category", ModalBlock.CATEGORY, category_options, card.category))
         if categories_cut:
-            blocks.append(_context("category_cut", f"Only {len(category_options)} categories fit in a Slack menu."))
+            blocks.append(kit.context("category_cut", f"Only {len(category_options)} categories fit in a Slack menu."))
     groups, subcategories_cut = _subcategory_groups(categories, card.category)
     if groups:
         blocks.append(_grouped_select("Subcategory", ModalBlock.SUBCATEGORY, groups, card.subcategory))
     if subcategories_cut:
         listed = "only the current category's are listed" if groups else "none are listed until the case has a category"
-        blocks.append(_context("subcategory_cut", f"Too many subcategories for one Slack menu: {listed}."))
+        blocks.append(kit.context("subcategory_cut", f"Too many subcategories for one Slack menu: {listed}."))
     priority_options = [_option(p, p) for p in _dedupe(priorities) if len(p) <= mrkdwn.OPTION_VALUE]
     if priority_options:
         blocks.append(
@@ -302,9 +284,9 @@ def edit_modal(
     return {
         "type": "modal",
         "callback_id": EDIT_CALLBACK_ID,
-        "title": _plain("Edit and send", mrkdwn.MODAL_TITLE),
-        "submit": _plain("Send", mrkdwn.MODAL_TITLE),
-        "close": _plain("Cancel", mrkdwn.MODAL_TITLE),
+        "title": kit.plain("Edit and send", mrkdwn.MODAL_TITLE),
+        "submit": kit.plain("Send", mrkdwn.MODAL_TITLE),
+        "close": kit.plain("Cancel", mrkdwn.MODAL_TITLE),
         "private_metadata": _modal_ref(card, channel, ts).to_metadata(),
         "blocks": blocks,
     }
@@ -312,15 +294,15 @@ def edit_modal(
 
 def refusal_text(user_id: str) -> str:
     """Ephemeral answer to someone outside the reviewer group who pressed a card button."""
-    who = f"<@{user_id}>, only" if _is_user_id(user_id) else "Only"
+    who = f"<@{user_id}>, only" if kit.is_user_id(user_id) else "Only"
     return f"{who} reviewers can act on review cards. Ask a CX admin to add you to the reviewer group."
 
 
 def lost_race_text(winner: str | None, action: str, *, at: datetime | None = None) -> str:
     """Ephemeral answer to the second of two reviewers who acted on one card at the same moment."""
-    who = f"<@{winner}>" if winner and _is_user_id(winner) else "Someone else"
-    did = _PAST_TENSE.get(action.removeprefix("review_")) or safe(one_line(action), _SHORT_TEXT_MAX)
-    when = f" at {_slack_date(at)}" if at else ""
+    who = f"<@{winner}>" if winner and kit.is_user_id(winner) else "Someone else"
+    did = _PAST_TENSE.get(action.removeprefix("review_")) or safe(one_line(action), kit.SHORT_TEXT_MAX)
+    when = f" at {kit.slack_date(at)}" if at else ""
     return f"{who} already {did} this{when}, so your action was not applied. The card shows where it stands now."
 
 
@@ -349,10 +331,10 @@ def _fact_fields(card: ReviewCard) -> list[dict[str, Any]]:
         ("Customer", customer or "unknown"),
         ("Tier", safe(one_line(card.tier or ""), 100) or "n/a"),
         ("AI confidence", confidence),
-        ("State", escape(_state_label(card.state))),
-        ("Owner", _who(card.owner, none="the bot")),
+        ("State", escape(kit.state_label(card.state))),
+        ("Owner", kit.who(card.owner, none="the bot")),
     ]
-    return [_mrkdwn(f"*{name}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for name, value in facts]
+    return [kit.mrkdwn_text(f"*{name}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for name, value in facts]
 
 
 def _message_text(card: ReviewCard) -> str:
@@ -383,7 +365,7 @@ def _citations_text(citations: Sequence[tuple[str, str | None]]) -> str:
     size = len(lines[0])
     left_out = 0
     for title, url in citations:
-        line = f"• {_link(url, safe(one_line(title), _CITATION_TITLE_MAX) or 'untitled')}"
+        line = f"• {kit.link(url, safe(one_line(title), _CITATION_TITLE_MAX) or 'untitled')}"
         # Whole lines or nothing: a link cut in half would show its raw markup.
         if len(lines) > _CITATIONS_SHOWN or size + 1 + len(line) > mrkdwn.SECTION_TEXT - _MORE_LINE_MAX:
             left_out += 1
@@ -396,17 +378,17 @@ def _citations_text(citations: Sequence[tuple[str, str | None]]) -> str:
 
 
 def _status_text(card: ReviewCard) -> str:
-    parts = [escape(_state_label(card.state)), f"owner {_who(card.owner, none='the bot')}"]
+    parts = [escape(kit.state_label(card.state)), f"owner {kit.who(card.owner, none='the bot')}"]
     if card.outcome:
         done = safe(one_line(card.outcome), _OUTCOME_MAX)
         if card.acted_by:
-            done += f" by {_who(card.acted_by, none='')}"
+            done += f" by {kit.who(card.acted_by, none='')}"
         if card.acted_at:
-            done += f" {_slack_date(card.acted_at)}"
+            done += f" {kit.slack_date(card.acted_at)}"
         parts.append(done)
     if card.state == "escalated" or card.jira_key:
         if card.jira_key:
-            parts.append(f"Jira {_link(card.jira_url, safe(one_line(card.jira_key), _SHORT_TEXT_MAX))}")
+            parts.append(f"Jira {kit.link(card.jira_url, safe(one_line(card.jira_key), kit.SHORT_TEXT_MAX))}")
         else:
             parts.append("Jira issue not created yet")
     return " · ".join(parts)
@@ -431,7 +413,7 @@ def _button(text: str, action: CardButton, value: str, *, style: str | None = No
     button: dict[str, Any] = {
         "type": "button",
         "action_id": action.value,
-        "text": _plain(text, mrkdwn.BUTTON_TEXT),
+        "text": kit.plain(text, mrkdwn.BUTTON_TEXT),
         "value": value,
     }
     if style:
@@ -440,7 +422,7 @@ def _button(text: str, action: CardButton, value: str, *, style: str | None = No
 
 
 def _case_line(card: ReviewCard) -> str:
-    line = f"*{safe(one_line(card.short_id), _SHORT_TEXT_MAX)}*"
+    line = f"*{safe(one_line(card.short_id), kit.SHORT_TEXT_MAX)}*"
     if card.subject and card.subject.strip():
         line += f": {safe(one_line(card.subject), _SUBJECT_MAX)}"
     return line
@@ -451,7 +433,7 @@ def _note_input(label: str) -> dict[str, Any]:
         "type": "input",
         "block_id": ModalBlock.NOTE.value,
         "optional": True,
-        "label": _plain(label, 2000),
+        "label": kit.plain(label, 2000),
         "element": {
             "type": "plain_text_input",
             "action_id": ModalBlock.NOTE.value,
@@ -498,14 +480,14 @@ def _select(label: str, block: ModalBlock, options: list[dict[str, Any]], curren
     initial = next((o for o in options if o["value"] == current), None)
     if initial is not None:
         element["initial_option"] = initial
-    return {"type": "input", "block_id": block.value, "label": _plain(label, 2000), "element": element}
+    return {"type": "input", "block_id": block.value, "label": kit.plain(label, 2000), "element": element}
 
 
 def _grouped_select(
     label: str, block: ModalBlock, groups: list[tuple[str, list[str]]], current: str | None
 ) -> dict[str, Any]:
     option_groups = [
-        {"label": _plain(category, mrkdwn.OPTION_TEXT), "options": [_option(s, s) for s in subs]}
+        {"label": kit.plain(category, mrkdwn.OPTION_TEXT), "options": [_option(s, s) for s in subs]}
         for category, subs in groups
     ]
     element: dict[str, Any] = {"type": "static_select", "action_id": block.value, "option_groups": option_groups}
@@ -517,69 +499,35 @@ def _grouped_select(
         "type": "input",
         "block_id": block.value,
         "optional": True,
-        "label": _plain(label, 2000),
+        "label": kit.plain(label, 2000),
         "element": element,
     }
 
 
 def _option(text: str, value: str) -> dict[str, Any]:
-    return {"text": _plain(text, mrkdwn.OPTION_TEXT), "value": value}
+    return {"text": kit.plain(text, mrkdwn.OPTION_TEXT), "value": value}
 
 
-def _section(block_id: str, text: str) -> dict[str, Any]:
-    return {"type": "section", "block_id": block_id, "text": _mrkdwn(text, mrkdwn.SECTION_TEXT)}
 
 
-def _context(block_id: str, text: str) -> dict[str, Any]:
-    return {"type": "context", "block_id": block_id, "elements": [_mrkdwn(text, mrkdwn.CONTEXT_ELEMENT_TEXT)]}
 
 
 def _labelled(label: str, escaped_text: str) -> str:
     return f"*{label}*\n{escaped_text or '_(empty)_'}"
 
 
-def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
-    # verbatim: no automatic linking of bare URLs, #channels or @mentions in the untrusted parts; our own
-    # `<…>` sequences (links, user mentions, dates) are still rendered.
-    if len(text) > limit:
-        raise ValueError(f"mrkdwn text of {len(text)} characters exceeds Slack's {limit}")
-    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
-def _plain(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "plain_text", "text": truncate(text, limit) or "-", "emoji": True}
 
 
-def _link(url: str | None, escaped_label: str) -> str:
-    """A link when the URL is plainly http(s) and cannot break out of `<url|label>`; else just the label."""
-    if url and url.startswith(("https://", "http://")) and len(url) <= _URL_MAX and not _UNSAFE_URL.search(url):
-        # mrkdwn has no escape for "|", and a second one inside `<url|label>` is parsed however Slack pleases.
-        return f"<{escape(url)}|{escaped_label.replace('|', '¦')}>"
-    return escaped_label
 
 
-def _who(user_id: str | None, *, none: str) -> str:
-    if user_id is None:
-        return none
-    return f"<@{user_id}>" if _is_user_id(user_id) else safe(one_line(user_id), _SHORT_TEXT_MAX)
 
 
-def _is_user_id(user_id: str) -> bool:
-    return _SLACK_USER_ID.fullmatch(user_id) is not None
 
 
-def _slack_date(at: datetime) -> str:
-    # Slack renders the token in each reader's time zone; the fallback after `|` is for clients that cannot.
-    aware = at if at.tzinfo else at.replace(tzinfo=UTC)
-    return f"<!date^{int(aware.timestamp())}^{{date_short_pretty}} {{time}}|{aware.isoformat(timespec='minutes')}>"
 
 
-def _state_label(state: str) -> str:
-    return (
-        _STATE_LABELS.get(state)
-        or truncate(one_line(state.replace("_", " ")).capitalize(), _SHORT_TEXT_MAX)
-        or "Unknown"
-    )
 
 
 def _modal_ref(card: ReviewCard, channel: str, ts: str) -> ModalRef:
