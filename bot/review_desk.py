@@ -44,7 +44,7 @@ def card_from_facts(facts: review.CardFacts, jira_url: str | None = None) -> Rev
     if outcome and facts.review_comments:
         outcome = f"{outcome}: {facts.review_comments}"
     return ReviewCard(
-        case_id=facts.case_id, short_id=f"CX-{facts.short_id}", priority=facts.priority or "medium",
+        case_id=facts.case_id, short_id=f"CX-{facts.short_id}", priority=facts.priority,
         category=facts.category, subcategory=facts.subcategory, customer_name=facts.customer_name,
         customer_email=facts.customer_email, tier=facts.tier, confidence=facts.confidence,
         review_reason=facts.decision_reason or facts.triage_reason or "needs a reviewer", summary=facts.summary,

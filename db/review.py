@@ -3,7 +3,6 @@ reviewer feedback, and the ids of Slack deliveries already handled."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -50,14 +49,15 @@ SELECT c.case_id, c.short_id, c.status, c.subject, c.description, c.summary, c.c
        c.priority, c.confidence_score::float8 AS confidence, c.triage_reason, c.owner_slack_user_id AS owner,
        c.jira_issue_key, cu.email AS customer_email, cu.name AS customer_name, cu.account_tier AS tier,
        d.draft_id, d.body AS draft, d.confidence::float8 AS draft_confidence, d.decision_reason,
-       coalesce((SELECT array_agg(jsonb_build_array(a.title, a.url) ORDER BY n)
-                 FROM unnest(d.cited_article_ids) WITH ORDINALITY AS cited(article_id, n)
-                 JOIN kb_articles a USING (article_id)), '{}') AS citations,
+       cited.titles AS citation_titles, cited.urls AS citation_urls,
        r.review_id, r.status AS review_status, r.reviewed_by, r.reviewed_at, r.reviewer_comments AS review_comments,
        m.channel_id AS card_channel, m.ts AS card_ts
 FROM cases c
 JOIN customers cu USING (customer_id)
 LEFT JOIN LATERAL (SELECT * FROM case_drafts WHERE case_id = c.case_id ORDER BY created_at DESC LIMIT 1) d ON true
+LEFT JOIN LATERAL (SELECT array_agg(a.title ORDER BY n) AS titles, array_agg(a.url ORDER BY n) AS urls
+                   FROM unnest(d.cited_article_ids) WITH ORDINALITY AS cited(article_id, n)
+                   JOIN kb_articles a USING (article_id)) cited ON true
 LEFT JOIN LATERAL (SELECT * FROM review_queue WHERE case_id = c.case_id ORDER BY created_at DESC LIMIT 1) r ON true
 LEFT JOIN slack_messages m ON m.case_id = c.case_id AND m.purpose = 'review_card'
 WHERE c.case_id = $1
@@ -72,13 +72,8 @@ async def card_facts(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = Fa
     if row is None:
         return None
     values = dict(row)
-    values["citations"] = [(title, url) for title, url in (_pair(c) for c in values["citations"])]
+    values["citations"] = list(zip(values.pop("citation_titles") or [], values.pop("citation_urls") or []))
     return CardFacts(**values)
-
-
-def _pair(value: object) -> tuple[str, str | None]:
-    title, url = json.loads(value) if isinstance(value, str) else value  # type: ignore[arg-type, misc]
-    return title, url
 
 
 async def open_review(
@@ -169,10 +164,7 @@ async def first_deliveries(conn: asyncpg.Connection, delivery_ids: list[str]) ->
 
 async def first_delivery(conn: asyncpg.Connection, delivery_id: str) -> bool:
     """True the first time a Slack delivery id is seen; a redelivered copy gets False."""
-    seen = await conn.fetchval(
-        "INSERT INTO slack_events_seen (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING event_id", delivery_id
-    )
-    return seen is not None
+    return bool(await first_deliveries(conn, [delivery_id]))
 
 
 async def set_jira_issue(conn: asyncpg.Connection, case_id: UUID, key: str) -> None:

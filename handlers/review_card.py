@@ -86,7 +86,7 @@ class ReviewCard:
 
     case_id: UUID
     short_id: str
-    priority: str
+    priority: str | None  # None: triage has not set one
     review_reason: str
     message: str
     state: str
@@ -309,7 +309,7 @@ def lost_race_text(winner: str | None, action: str, *, at: datetime | None = Non
 def _header_text(card: ReviewCard) -> str:
     # plain_text: Slack parses no markup here, so the labels need no escaping, only a length bound.
     emoji = _PRIORITY_EMOJI.get(card.priority, ":white_circle:")
-    parts = [f"{emoji} {one_line(card.short_id)}", one_line(card.priority)]
+    parts = [f"{emoji} {one_line(card.short_id)}", one_line(card.priority or "no priority")]
     label = " / ".join(one_line(x) for x in (card.category, card.subcategory) if x)
     if label:
         parts.append(label)

@@ -30,14 +30,9 @@ CardFacts = review_db.CardFacts
 REVIEWABLE = frozenset({CaseStatus.AWAITING_REVIEW, CaseStatus.HUMAN_OWNED})
 
 
-async def submit(pool: asyncpg.Pool, delivery_id: str, request: ActionRequest) -> bool:
-    """Queue a click's work once: a redelivered copy (same delivery id) is dropped. False if dropped."""
-    return (await submit_many(pool, [(delivery_id, request)]))[0]
-
-
 async def submit_many(pool: asyncpg.Pool, clicks: Sequence[tuple[str, ActionRequest]]) -> list[bool]:
-    """Several clicks in one transaction (one commit): each queued unless its delivery id was seen,
-    in this batch or before. True for each click queued."""
+    """Queue clicks' work in one transaction (one commit): each click is queued unless its delivery
+    id was seen, in this batch or before (a redelivery). True for each click queued."""
     async with transaction(pool) as conn:
         new = await review_db.first_deliveries(conn, [delivery_id for delivery_id, _ in clicks])
         queued: list[bool] = []
@@ -249,10 +244,9 @@ async def _reviewer_draft(pool: asyncpg.Pool, request: ActionRequest) -> UUID:
 async def _learn_labels(conn: asyncpg.Connection, facts: CardFacts, request: ActionRequest) -> None:
     """Labels the reviewer changed are corrections: feedback for the triage step, the case's labels,
     and a labelled example the local triager's memories pick up on its next case (no retraining)."""
-    # A label triage left empty and the reviewer filled in is not a correction of the AI.
     changed = {field: (old, new) for field, old, new in (
         ("category", facts.category, request.category), ("subcategory", facts.subcategory, request.subcategory),
-        ("priority", facts.priority, request.priority)) if new and old and new != old}
+        ("priority", facts.priority, request.priority)) if new and new != old}
     if not changed:
         return
     for field, (old, new) in changed.items():

@@ -82,10 +82,8 @@ def slash(slack: FakeSlack, command: str, text: str = "", *, user: str = "U0ALIC
 
 
 async def dispatch(app: AsyncApp, body: dict[str, Any]) -> dict[str, Any]:
-    """The ack's payload (what Slack shows at once), checked to arrive within Slack's three seconds."""
-    started = time.monotonic()
+    """The ack's payload (what Slack shows at once). How fast acks come is bench/slack_ack.py's job."""
     response = await app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
-    assert time.monotonic() - started < 3, "Slack wants the ack within three seconds"
     assert response.status == 200, response.body
     return json.loads(response.body) if response.body else {}
 

@@ -71,9 +71,7 @@ def app(desk: SlackHomeDesk, client: AsyncWebClient) -> AsyncApp:
 
 
 async def dispatch(app: AsyncApp, body: dict[str, Any]) -> int:
-    started = time.monotonic()
     response = await app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
-    assert time.monotonic() - started < 3, "Slack wants the ack within three seconds"
     return response.status
 
 

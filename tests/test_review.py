@@ -94,8 +94,8 @@ async def test_take_assigns_the_first_clicker_only(pool):
 async def test_a_redelivered_click_is_queued_once(pool):
     case_id, draft_id = await review_case(pool)
     request = ActionRequest(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id, channel="C1", ts="1.2")
-    assert await review.submit(pool, "click:U_ALICE:1700000000.1", request)
-    assert not await review.submit(pool, "click:U_ALICE:1700000000.1", request)
+    assert await review.submit_many(pool, [("click:U_ALICE:1700000000.1", request)]) == [True]
+    assert await review.submit_many(pool, [("click:U_ALICE:1700000000.1", request)]) == [False]
     queued = [p for j, p in await jobs_queued(pool) if j == "review.action"]
     assert queued == [json.loads(request.payload())]
     assert ActionRequest.from_payload(request.payload()) == request
@@ -118,7 +118,7 @@ async def test_a_reviewer_writes_the_reply_for_a_case_without_a_draft(pool):
 async def test_a_batch_of_clicks_is_one_commit_and_drops_repeats_within_it(pool):
     case_id, draft_id = await review_case(pool)
     click = ActionRequest(ReviewAction.TAKE, "U_ALICE", case_id, draft_id)
-    assert await review.submit(pool, "click:seen-before", click)
+    assert await review.submit_many(pool, [("click:seen-before", click)]) == [True]
     queued = await review.submit_many(pool, [("click:a", click), ("click:seen-before", click), ("click:b", click),
                                              ("click:a", click)])
     assert queued == [True, False, True, False]
