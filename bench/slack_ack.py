@@ -43,23 +43,20 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import SecretStr  # noqa: E402
 from slack_sdk.web.async_client import AsyncWebClient  # noqa: E402
 
-from bot.database import connect, open_pool, resolve_dsn, with_database  # noqa: E402
+from bot.database import scratch_pool  # noqa: E402
 from bot.deps import Deps  # noqa: E402
 from bot.logs import configure_logging  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
 from bot.review_desk import SlackReviewDesk  # noqa: E402
-from bot.settings import Settings, load_settings  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
 from bot.slack_app import build_slack_app, socket_mode_handler  # noqa: E402
 from bot.worker import Worker, job_handlers  # noqa: E402
 from db import intake as intake_db  # noqa: E402
@@ -152,29 +149,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-@asynccontextmanager
-async def scratch_settings(settings: Settings) -> AsyncIterator[Settings]:
-    """Settings pointing at a new database on the same server, dropped afterwards. (bot.database's
-    scratch_pool opens a 4-connection pool; this bench wants the pool `cx run` opens.)"""
-    server = await resolve_dsn(settings)
-    name = f"cx_bench_{uuid.uuid4().hex[:10]}"
-    admin = await connect(server)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    try:
-        yield settings.model_copy(update={"database_url": SecretStr(with_database(server, name))})
-    finally:
-        admin = await connect(server)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
-
-
-
-
 async def queue_idle(deps: Deps, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -260,7 +234,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "support_email": SinkMailbox.address,
     })
     taxonomy = load_taxonomy(TAXONOMY)
-    async with scratch_settings(settings) as settings, open_pool(settings) as pool, FakeSlack() as slack:
+    # The pool `cx run` opens (DB_POOL_MAX_SIZE connections), on a scratch database.
+    async with scratch_pool(settings, max_size=settings.db_pool_max_size) as pool, FakeSlack() as slack:
         slack.usergroup_members[REVIEWER_GROUP] = REVIEWERS
         client = AsyncWebClient(token="xoxb-bench", base_url=slack.url + "/api/")
         base = Deps(settings=settings, pool=pool, metrics=Metrics(), taxonomy=taxonomy,

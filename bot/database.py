@@ -171,7 +171,7 @@ async def open_pool(settings: Settings, *, run_migrations: bool = True) -> Async
 
 
 @asynccontextmanager
-async def scratch_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+async def scratch_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
     """A pool on a new, migrated, throw-away database on the same server (for evaluations)."""
     dsn = await resolve_dsn(settings)
     name = f"cx_scratch_{uuid.uuid4().hex[:10]}"
@@ -185,7 +185,7 @@ async def scratch_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     scratch = with_database(dsn, name)
     try:
         await migrate_database(scratch)
-        pool = await create_pool(scratch, min_size=1, max_size=4)
+        pool = await create_pool(scratch, min_size=1, max_size=max_size)
         try:
             yield pool
         finally:
