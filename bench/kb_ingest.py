@@ -50,7 +50,7 @@ def write_articles(folder: Path, n: int, seed: int) -> None:
 
 def run_import(folder: Path, env: dict[str, str], embeddings: str) -> tuple[float, dict[str, int]]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", "from bot.cli import main; main()", "kb", "import", str(folder),
+    done = subprocess.run([sys.executable, "-c", "from bot.cli.main import main; main()", "kb", "import", str(folder),
                            "--embeddings", embeddings, "--json"], cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"cx kb import failed:\n{done.stderr}")

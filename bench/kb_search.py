@@ -51,8 +51,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.database import scratch_pool  # noqa: E402
-from bot.logs import configure_logging  # noqa: E402
+from bot.runtime.database import scratch_pool  # noqa: E402
+from bot.runtime.logs import configure_logging  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from db import kb  # noqa: E402
 

@@ -5,7 +5,7 @@
 
 Everything runs in this one asyncio process, as `cx run --roles worker,slack` does: the fake Slack
 of tests/fakes/slack.py (Web API and Socket Mode websocket on loopback), the real Bolt app
-(`bot.slack_app.build_slack_app`, our listeners) connected to it by slack_bolt's
+(`bot.slack.app.build_slack_app`, our listeners) connected to it by slack_bolt's
 AsyncSocketModeHandler, and the real Worker, on a scratch database on the embedded server in a
 temporary directory (or DATABASE_URL's server), dropped afterwards, with the pool `cx run` opens
 (DB_POOL_MAX_SIZE connections).
@@ -51,26 +51,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from slack_sdk.web.async_client import AsyncWebClient  # noqa: E402
 
-from bot.database import scratch_pool  # noqa: E402
+from bot.runtime.database import scratch_pool  # noqa: E402
 from bot.deps import Deps  # noqa: E402
-from bot.logs import configure_logging  # noqa: E402
-from bot.metrics import Metrics  # noqa: E402
-from bot.review_desk import SlackReviewDesk  # noqa: E402
+from bot.runtime.logs import configure_logging  # noqa: E402
+from bot.runtime.metrics import Metrics  # noqa: E402
+from bot.services.review import SlackReviewDesk  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from bot.slack_app import build_slack_app, socket_mode_handler  # noqa: E402
-from bot.worker import Worker, job_handlers  # noqa: E402
+from bot.slack.app import build_slack_app, socket_mode_handler  # noqa: E402
+from bot.runtime.worker import Worker, job_handlers  # noqa: E402
 from db import intake as intake_db  # noqa: E402
 from db import jobs  # noqa: E402
 from db.pool import transaction  # noqa: E402
-from pipelines.drafters import ExtractiveDrafter, FallbackDrafter  # noqa: E402
+from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter  # noqa: E402
 from pipelines.jobs import JobName  # noqa: E402
-from pipelines.kb_documents import collect, read_file  # noqa: E402
-from pipelines.kb_ingest import ingest  # noqa: E402
+from pipelines.kb.documents import collect, read_file  # noqa: E402
+from pipelines.kb.ingest import ingest  # noqa: E402
 from pipelines.models import TriageResult  # noqa: E402
 from pipelines.ports import MailboxMessage  # noqa: E402
-from pipelines.review_requests import ActionRequest  # noqa: E402
+from pipelines.review.requests import ActionRequest  # noqa: E402
 from pipelines.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
-from pipelines.triagers import Triaged, TriageInput  # noqa: E402
+from pipelines.triage.triagers import Triaged, TriageInput  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -69,7 +69,7 @@ def main() -> None:
         write(work / "train.csv", [r for i, r in enumerate(rows) if i not in held])
         write(work / "test.csv", [rows[i] for i in test_idx])
         done = subprocess.run(
-            [sys.executable, "-c", "from bot.cli import main; main()", "eval", "triage",
+            [sys.executable, "-c", "from bot.cli.main import main; main()", "eval", "triage",
              "--train", str(work / "train.csv"), "--test", str(work / "test.csv"),
              "--embeddings", args.embeddings, "--json"],
             cwd=ROOT, env=env, capture_output=True, text=True,

@@ -9,11 +9,11 @@ from bot.settings import Settings
 from pipelines.adapters.anthropic_llm import AnthropicLLM
 from pipelines.adapters.local_embedder import LocalEmbedder, local_embeddings_available
 from pipelines.adapters.openai_embedder import OpenAIEmbedder
-from pipelines.drafters import ClaudeDrafter, Drafter, ExtractiveDrafter, FallbackDrafter
-from pipelines.local_triage import LocalTriager, similar_examples
+from pipelines.drafting.drafters import ClaudeDrafter, Drafter, ExtractiveDrafter, FallbackDrafter
+from pipelines.triage.local.triager import LocalTriager, similar_examples
 from pipelines.ports import Embedder
 from pipelines.taxonomy import Taxonomy
-from pipelines.triagers import CascadeTriager, ClaudeTriager, Triager
+from pipelines.triage.triagers import CascadeTriager, ClaudeTriager, Triager
 from prompts import load
 
 

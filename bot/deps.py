@@ -9,20 +9,20 @@ from typing import TYPE_CHECKING
 import asyncpg
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 from bot.settings import Settings
-from pipelines.drafters import Drafter
-from pipelines.drafting import DraftPolicy
+from pipelines.drafting.drafters import Drafter
+from pipelines.drafting.step import DraftPolicy
 from pipelines.ports import Embedder, Mailbox
-from pipelines.replies import Sender
-from pipelines.routing import Thresholds
+from pipelines.replies.outbox import Sender
+from pipelines.triage.routing import Thresholds
 from pipelines.taxonomy import Taxonomy
-from pipelines.triagers import Triager
+from pipelines.triage.triagers import Triager
 
 if TYPE_CHECKING:
-    from bot.command_desk import SlackCommandDesk
-    from bot.home_desk import SlackHomeDesk
-    from bot.review_desk import SlackReviewDesk
+    from bot.services.commands import SlackCommandDesk
+    from bot.services.home import SlackHomeDesk
+    from bot.services.review import SlackReviewDesk
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     """Everything `cx run` needs, from settings. Raises TaxonomyError on a bad taxonomy file."""
     from bot import clients
     from bot.ai import build_drafter, build_embedder, build_triager
-    from bot.command_desk import SlackCommandDesk
-    from bot.home_desk import SlackHomeDesk
-    from bot.review_desk import SlackReviewDesk
+    from bot.services.commands import SlackCommandDesk
+    from bot.services.home import SlackHomeDesk
+    from bot.services.review import SlackReviewDesk
     from pipelines.adapters.gmail_mailbox import GmailMailbox
     from pipelines.taxonomy import load_taxonomy
 

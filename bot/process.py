@@ -11,14 +11,14 @@ from enum import StrEnum
 import structlog
 from aiohttp import web
 
-from bot.database import open_pool
+from bot.runtime.database import open_pool
 from bot.deps import build_deps
-from bot.scheduler import Scheduler, schedules
+from bot.runtime.scheduler import Scheduler, schedules
 from bot.settings import Settings
-from bot.slack_app import build_slack_app, http_route, socket_mode_handler
-from bot.http import RuntimeStatus
-from bot.web import build_web_app
-from bot.worker import Worker, job_handlers
+from bot.slack.app import build_slack_app, http_route, socket_mode_handler
+from bot.web.http import RuntimeStatus
+from bot.web.app import build_web_app
+from bot.runtime.worker import Worker, job_handlers
 
 log = structlog.get_logger(__name__)
 

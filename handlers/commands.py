@@ -80,7 +80,7 @@ class CaseQuery:
 
 
 class CommandDesk(Protocol):
-    """What the listeners need from the wiring (bot.command_desk)."""
+    """What the listeners need from the wiring (bot.services.commands)."""
 
     async def find_case(self, query: CaseQuery) -> CaseAnswer: ...
 

@@ -11,7 +11,7 @@ from handlers.home_views import HomeFacts, home_view
 
 
 class HomeDesk(Protocol):
-    """What the Home listener needs from the wiring (bot.home_desk)."""
+    """What the Home listener needs from the wiring (bot.services.home)."""
 
     async def home(self, user_id: str) -> HomeFacts: ...
 

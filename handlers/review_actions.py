@@ -23,11 +23,11 @@ from handlers.review_card import (
     reject_modal,
 )
 from handlers.reviewers import ReviewerCheck
-from pipelines.review_requests import ActionRequest, ReviewAction
+from pipelines.review.requests import ActionRequest, ReviewAction
 
 
 class ReviewDesk(Protocol):
-    """What the listeners need from the wiring (bot.review_desk)."""
+    """What the listeners need from the wiring (bot.services.review)."""
 
     reviewers: ReviewerCheck
 

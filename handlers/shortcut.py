@@ -66,7 +66,7 @@ class ShortcutRequest:
 
 
 class ShortcutDesk(Protocol):
-    """What these listeners need from the wiring (bot.home_desk)."""
+    """What these listeners need from the wiring (bot.services.home)."""
 
     async def submit_shortcut(self, delivery_id: str, request: ShortcutRequest) -> bool: ...
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CX = [sys.executable, "-c", "from bot.cli import main; main()"]
+CX = [sys.executable, "-c", "from bot.cli.main import main; main()"]
 
 
 def cx_env(**values: str) -> dict[str, str]:

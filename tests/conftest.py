@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.database import start_embedded, with_database
+from bot.runtime.database import start_embedded, with_database
 from bot.settings import Settings, load_settings
 from db.migrate import migrate
 from db.pool import create_pool

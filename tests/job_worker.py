@@ -11,9 +11,9 @@ import signal
 import sys
 
 from bot.deps import Deps
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 from bot.settings import load_settings
-from bot.worker import Worker
+from bot.runtime.worker import Worker
 from db.pool import create_pool, transaction
 
 EFFECT_JOB = "test.effect"

@@ -86,9 +86,9 @@ async def test_intake_post_signs_and_sends_a_request(pool, make_settings, tmp_pa
     from aiohttp.test_utils import TestServer
 
     from bot.deps import Deps
-    from bot.http import RuntimeStatus
-    from bot.metrics import Metrics
-    from bot.web import build_web_app
+    from bot.web.http import RuntimeStatus
+    from bot.runtime.metrics import Metrics
+    from bot.web.app import build_web_app
     from tests.cli_runner import CX
 
     server = TestServer(build_web_app(Deps(make_settings(), pool, Metrics()), RuntimeStatus(roles=["web"])))

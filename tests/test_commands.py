@@ -19,7 +19,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.command_desk import SlackCommandDesk
+from bot.services.commands import SlackCommandDesk
 from db import intake as intake_db
 from db.cases import ActorType, CaseStatus, transition
 from db.drafts import save_draft

@@ -15,14 +15,14 @@ from db import intake as intake_db
 from db.pool import transaction
 from pipelines.adapters.anthropic_llm import TOOL_NAME, AnthropicLLM
 from pipelines.adapters.gmail_mailbox import AnswerLost
-from pipelines.drafters import ClaudeDrafter, ExtractiveDrafter, FallbackDrafter, check_citations
-from pipelines.drafting import DraftPolicy, draft_case
-from pipelines.kb_documents import collect, read_file
-from pipelines.kb_ingest import ingest
-from pipelines.kb_search import Hit
-from pipelines.replies import Channels, Sender, SendResult, approve_draft, send_reply
-from pipelines.send_policy import PolicyInput, decide
-from pipelines.triage import triage_case
+from pipelines.drafting.drafters import ClaudeDrafter, ExtractiveDrafter, FallbackDrafter, check_citations
+from pipelines.drafting.step import DraftPolicy, draft_case
+from pipelines.kb.documents import collect, read_file
+from pipelines.kb.ingest import ingest
+from pipelines.kb.search import Hit
+from pipelines.replies.outbox import Channels, Sender, SendResult, approve_draft, send_reply
+from pipelines.drafting.send_policy import PolicyInput, decide
+from pipelines.triage.step import triage_case
 from prompts import load
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.base import Status

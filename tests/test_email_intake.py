@@ -6,7 +6,7 @@ from pathlib import Path
 
 from db.cases import ActorType, CaseStatus, transition
 from db.pool import transaction
-from pipelines.email_intake import EmailSource, intake_email
+from pipelines.intake.email import EmailSource, intake_email
 from pipelines.models import IntakeOutcome
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "inbox"

@@ -1,4 +1,4 @@
-"""pipelines.email_parse: every email path goes through it, so hostile bytes must never get past it."""
+"""pipelines.intake.email_parse: every email path goes through it, so hostile bytes must never get past it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from pipelines.email_parse import Attachment, ParsedEmail, Skipped, SkipReason, parse_email
+from pipelines.intake.email_parse import Attachment, ParsedEmail, Skipped, SkipReason, parse_email
 
 DATA = Path(__file__).parent / "data" / "email"
 SAMPLES = Path(__file__).parent.parent / "samples" / "inbox"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.evaluation import coverage_at_precision, evaluate, macro_f1
+from pipelines.triage.evaluation import coverage_at_precision, evaluate, macro_f1
 
 
 def test_macro_f1_matches_a_hand_computation():

@@ -11,7 +11,7 @@ import pytest
 
 from bot.clients import gmail_service
 from pipelines.adapters.gmail_mailbox import GmailMailbox
-from pipelines.gmail_sync import sync_mailbox
+from pipelines.intake.gmail_sync import sync_mailbox
 from tests.fakes.gmail import FakeGmail
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from bot.health import run_checks
+from bot.cli.health import run_checks
 from tests.cli_runner import CX, ROOT, cx_env
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gmail import FakeGmail

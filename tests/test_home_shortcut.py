@@ -19,14 +19,14 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.home_desk import SlackHomeDesk, run_create_case_job
+from bot.services.home import SlackHomeDesk, run_create_case_job
 from bot.settings import Settings
 from db import intake as intake_db
 from db.cases import ActorType, CaseStatus, transition
 from db.pool import transaction
 from handlers import errors, home, shortcut
 from handlers.home_views import HomeFacts, MyCase, TodayCounts, WaitingCase, home_view
-from pipelines.slack_intake import CREATE_CASE_JOB
+from pipelines.intake.slack import CREATE_CASE_JOB
 from tests.fakes.slack import FakeSlack
 
 S = CaseStatus

@@ -12,9 +12,9 @@ from datetime import datetime, UTC
 import pytest
 
 from bot.deps import Deps
-from bot.metrics import Metrics
-from bot.scheduler import Schedule, Scheduler, local_day
-from bot.worker import Worker
+from bot.runtime.metrics import Metrics
+from bot.runtime.scheduler import Schedule, Scheduler, local_day
+from bot.runtime.worker import Worker
 from db import jobs
 from db.pool import transaction
 from apscheduler.triggers.cron import CronTrigger

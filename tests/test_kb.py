@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import yaml
 
-from bot.database import with_database
+from bot.runtime.database import with_database
 from db import kb as kb_db
 from db.embedding_space import EmbeddingSpaceMismatch
 from db.pool import create_pool, transaction
-from pipelines.kb_documents import CHUNK_WORDS, OVERLAP_WORDS, Article, ArticleMeta, KbFileError, chunk, collect, read_file
-from pipelines.kb_ingest import ingest, reembed
-from pipelines.kb_search import search
+from pipelines.kb.documents import CHUNK_WORDS, OVERLAP_WORDS, Article, ArticleMeta, KbFileError, chunk, collect, read_file
+from pipelines.kb.ingest import ingest, reembed
+from pipelines.kb.search import search
 from tests.cli_runner import ROOT, cx, cx_env
 from tests.test_cli_intake import count
 

@@ -11,8 +11,8 @@ import pytest
 
 from db import kb as kb_db
 from pipelines.adapters.confluence import ConfluenceClient
-from pipelines.confluence_sync import sync_space
-from pipelines.kb_search import search
+from pipelines.kb.confluence_sync import sync_space
+from pipelines.kb.search import search
 from tests.fakes.confluence import FakeConfluence
 
 CONTENT = "/wiki/rest/api/content"

@@ -8,8 +8,8 @@ import numpy as np
 from db import examples as examples_db
 from db.pool import transaction
 from pipelines.adapters.local_embedder import LocalEmbedder
-from pipelines.local_model import LocalModel
-from pipelines.local_triage import LocalTriager, train_local
+from pipelines.triage.local.model import LocalModel
+from pipelines.triage.local.triager import LocalTriager, train_local
 from tests.test_local_triage import CATEGORY, TAXONOMY
 from tests.test_pipeline_e2e import HISTORY
 
@@ -44,7 +44,7 @@ async def test_the_full_local_recipe_trains_and_classifies(pool):
 async def test_the_single_text_fast_path_gives_the_batch_vectors():
     """One text goes through the TorchScript trace, a batch runs eagerly with padding: the same
     vectors either way, and the same as sentence-transformers' own encode."""
-    from pipelines.mean_pool_encoder import MeanPoolEncoder
+    from pipelines.triage.local.encoder import MeanPoolEncoder
 
     embedder = LocalEmbedder("all-MiniLM-L6-v2")
     texts = ["ok", "why was I charged twice for one card payment at the supermarket yesterday?", "top up failed"]

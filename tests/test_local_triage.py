@@ -15,8 +15,8 @@ from openai import AsyncOpenAI
 from db import examples as examples_db
 from db.pool import transaction
 from pipelines.adapters.openai_embedder import OpenAIEmbedder
-from pipelines.local_model import train
-from pipelines.local_triage import LocalTriager, NoLocalModel, train_local
+from pipelines.triage.local.model import train
+from pipelines.triage.local.triager import LocalTriager, NoLocalModel, train_local
 from pipelines.taxonomy import load_taxonomy
 from tests.fakes.openai import FakeOpenAI
 from tests.test_pipeline_e2e import HISTORY

@@ -10,7 +10,7 @@ import aiohttp
 
 from db import examples as examples_db
 from db.pool import transaction
-from pipelines.local_triage import train_local
+from pipelines.triage.local.triager import train_local
 from pipelines.signatures import signed_headers
 from tests.cli_runner import CX, ROOT, cx_env
 from tests.test_embedded import free_port

@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from bot.click_inbox import ClickInbox
-from pipelines import review
+from bot.slack.click_inbox import ClickInbox
+from pipelines.review import decisions as review
 from pipelines.adapters.jira_tracker import IssueRef
-from pipelines.review_requests import ActionRequest, ReviewAction
+from pipelines.review.requests import ActionRequest, ReviewAction
 from tests.test_drafting import SENDER, drafting_case, import_demo_kb, jobs_queued, review_case
 
 

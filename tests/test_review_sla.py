@@ -14,17 +14,18 @@ from uuid import UUID
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.review_sla_job import ReviewSlaJob
+from bot.services.review_sla import ReviewSlaJob
 from bot.settings import Settings
 from db import intake as intake_db
 from db import review as review_db
 from db.pool import transaction
-from pipelines import review, review_sla
-from pipelines.drafters import ExtractiveDrafter, FallbackDrafter
-from pipelines.drafting import draft_case
-from pipelines.review_requests import ActionRequest, ReviewAction
+from pipelines.review import decisions as review
+from pipelines.review import sla as review_sla
+from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
+from pipelines.drafting.step import draft_case
+from pipelines.review.requests import ActionRequest, ReviewAction
 from tests.fakes.slack import FakeSlack
-from pipelines.triage import triage_case
+from pipelines.triage.step import triage_case
 from tests.test_drafting import POLICY, SENDER, review_case
 from tests.test_triage import TAXONOMY, THRESHOLDS, ScriptedLocal
 

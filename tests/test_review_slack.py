@@ -20,20 +20,20 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clients import slack_client
 from bot.deps import Deps
-from bot.metrics import Metrics
-from bot.review_desk import SlackReviewDesk
+from bot.runtime.metrics import Metrics
+from bot.services.review import SlackReviewDesk
 from bot.settings import Settings
-from bot.slack_app import build_slack_app, http_route
-from bot.slack_thread import SlackThreadPoster
+from bot.slack.app import build_slack_app, http_route
+from bot.slack.thread_poster import SlackThreadPoster
 from db import intake as intake_db
 from db.pool import transaction
-from pipelines import review
-from pipelines.drafters import ExtractiveDrafter, FallbackDrafter
-from pipelines.drafting import draft_case
-from pipelines.replies import Channels, SendResult, send_reply
-from pipelines.review_requests import ActionRequest, ReviewAction
-from pipelines.triage import triage_case
-from bot.worker import job_handlers
+from pipelines.review import decisions as review
+from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
+from pipelines.drafting.step import draft_case
+from pipelines.replies.outbox import Channels, SendResult, send_reply
+from pipelines.review.requests import ActionRequest, ReviewAction
+from pipelines.triage.step import triage_case
+from bot.runtime.worker import job_handlers
 from pipelines.adapters.jira_tracker import JiraTracker
 from tests.fakes.jira import FakeJira
 from tests.fakes.slack import FakeSlack

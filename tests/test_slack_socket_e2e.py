@@ -17,14 +17,14 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps
-from bot.metrics import Metrics
-from bot.review_desk import SlackReviewDesk
+from bot.runtime.metrics import Metrics
+from bot.services.review import SlackReviewDesk
 from bot.settings import Settings
-from bot.slack_app import build_slack_app, socket_mode_handler
-from bot.worker import Worker, job_handlers
+from bot.slack.app import build_slack_app, socket_mode_handler
+from bot.runtime.worker import Worker, job_handlers
 from db import jobs
 from handlers.review_card import review_card_blocks
-from pipelines.drafters import ExtractiveDrafter, FallbackDrafter
+from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.slack import FakeSlack
 from tests.test_drafting import SENDER, review_case

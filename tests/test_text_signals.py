@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pipelines import text_signals as ts
+from pipelines.triage import text_signals as ts
 
 
 def test_languages_of_the_sample_inbox():

@@ -10,12 +10,12 @@ import pytest
 from anthropic import AsyncAnthropic
 
 from pipelines.adapters.anthropic_llm import TOOL_NAME, AnthropicLLM
-from pipelines.intake import intake_webhook
+from pipelines.intake.webhook import intake_webhook
 from pipelines.models import IntakeRequest, TriageResult
-from pipelines.routing import Thresholds
+from pipelines.triage.routing import Thresholds
 from pipelines.taxonomy import load_taxonomy
-from pipelines.triage import triage_case
-from pipelines.triagers import CascadeTriager, ClaudeTriager, Triaged, TriageInput
+from pipelines.triage.step import triage_case
+from pipelines.triage.triagers import CascadeTriager, ClaudeTriager, Triaged, TriageInput
 from prompts import load
 from tests.fakes.anthropic import FakeAnthropic
 

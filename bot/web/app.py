@@ -1,0 +1,65 @@
+"""The HTTP app: /healthz, /metrics and the webhooks. Errors are JSON, never HTML."""
+
+from __future__ import annotations
+
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.web import webhooks
+from bot.deps import Deps
+from bot.web.http import DEPS, STATUS, RuntimeStatus, errors_as_json
+from db import health as db_health
+from db import jobs
+
+
+
+async def healthz(request: web.Request) -> web.Response:
+    deps, status = request.app[DEPS], request.app[STATUS]
+    body: dict[str, object] = {"roles": status.roles}
+    try:
+        async with deps.pool.acquire(timeout=5) as conn:
+            facts = await db_health.ping(conn)
+            depth = await jobs.depth(conn)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        body.update(status="error", database={"ok": False, "error": str(exc)})
+        return web.json_response(body, status=503)
+    body["status"] = "ok"
+    body["database"] = {
+        "ok": True,
+        "latency_ms": round(facts.latency_ms, 2),
+        "server_version": facts.server_version,
+        "pgvector": facts.pgvector_version,
+    }
+    body["queue"] = depth.__dict__
+    if status.slack_connected is not None:
+        body["slack"] = {"connected": status.slack_connected()}
+    return web.json_response(body)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    deps = request.app[DEPS]
+    async with deps.pool.acquire(timeout=5) as conn:
+        depth = await jobs.depth(conn)
+    for name, value in depth.__dict__.items():
+        deps.metrics.queue_depth.labels(name).set(value)
+    return web.Response(
+        body=generate_latest(deps.metrics.registry),
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )
+
+
+def build_web_app(deps: Deps, status: RuntimeStatus,
+                  slack_events: Callable[[web.Request], Awaitable[web.Response]] | None = None) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json], client_max_size=webhooks.MAX_BODY)
+    app[DEPS] = deps
+    app[STATUS] = status
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    webhooks.add_routes(app)
+    if slack_events is not None:  # HTTP mode: Slack posts events and interactions here
+        app.router.add_post("/slack/events", slack_events)
+    return app

@@ -1,0 +1,119 @@
+"""The drafting step (workflow 2): retrieve, draft a cited reply, apply the auto-send policy, and
+either queue the reply or hand the case to a reviewer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from db import drafts as drafts_db
+from db import executions, jobs, usage
+from db.cases import ActorType, CaseNotFound, CaseStatus, transition
+from db.pool import transaction
+from pipelines.replies import outbox as replies
+from pipelines.drafting.drafters import Draft, Drafter, DraftInput, SimilarCase
+from pipelines.jobs import JobName
+from pipelines.kb.search import Hit, search
+from pipelines.ports import Embedder
+from pipelines.drafting.send_policy import PolicyDecision, PolicyInput, decide
+from pipelines.taxonomy import Taxonomy
+
+log = structlog.get_logger(__name__)
+
+ARTICLES = 5
+
+
+@dataclass(frozen=True)
+class DraftPolicy:
+    high: float
+    always_review_tiers: frozenset[str]
+    sender: replies.Sender
+
+
+@dataclass(frozen=True)
+class DraftOutcome:
+    case_id: UUID
+    draft_id: UUID
+    draft: Draft
+    hits: list[Hit]
+    decision: PolicyDecision
+    status: CaseStatus
+
+
+async def draft_case(
+    pool: asyncpg.Pool,
+    drafter: Drafter,
+    embedder: Embedder | None,
+    taxonomy: Taxonomy,
+    policy: DraftPolicy,
+    case_id: UUID,
+) -> DraftOutcome | None:
+    """Draft a reply for a case in `drafting`; None if it has moved on (a retried job does nothing)."""
+    async with pool.acquire() as conn:
+        case = await drafts_db.load_case(conn, case_id)
+        if case is None:
+            raise CaseNotFound(case_id)
+        if case.status != CaseStatus.DRAFTING:
+            return None
+        execution_id = await executions.start(conn, "draft", case_id)
+        similar = [SimilarCase(d, r) for d, r in await drafts_db.similar_resolved(conn, case_id, case.subcategory)]
+
+    try:
+        query = f"{case.subject}\n{case.description}" if case.subject else case.description
+        hits = await search(pool, embedder, query[:2000], ARTICLES, prefer_subcategory=case.subcategory,
+                            case_id=case_id)
+        draft = await drafter.draft(DraftInput(
+            case_ref=case.ref, subject=case.subject, body=case.description, customer_name=case.customer_name,
+            tier=case.tier, category=case.category, subcategory=case.subcategory, priority=case.priority,
+            articles=hits, similar=similar,
+        ))
+    except Exception as exc:
+        async with pool.acquire() as conn:
+            await executions.finish(conn, execution_id, "error", error=f"{type(exc).__name__}: {exc}"[:1000])
+        raise
+
+    category = taxonomy.categories.get(case.category or "")
+    decision = decide(
+        PolicyInput(
+            triage_confidence=case.confidence or 0.0, draft_confidence=draft.confidence, category=case.category,
+            category_auto_send=bool(category and category.auto_send), tier=case.tier,
+            valid_citations=len(draft.cited), drafter=draft.drafter, risks=tuple(draft.risks),
+            questions=tuple(draft.questions),
+        ),
+        high=policy.high,
+        always_review_tiers=policy.always_review_tiers,
+    )
+    async with transaction(pool) as conn:
+        current = await drafts_db.load_case(conn, case_id, lock=True)
+        if current is None or current.status != CaseStatus.DRAFTING:
+            await executions.finish(conn, execution_id, "skipped", metadata={"why": "case moved on meanwhile"})
+            return None
+        draft_id = await drafts_db.save_draft(
+            conn, case_id, body=draft.reply, cited=draft.cited, dropped=draft.dropped, confidence=draft.confidence,
+            questions=draft.questions, risks=draft.risks, drafter=draft.drafter, model=draft.model,
+            prompt_version=draft.prompt_version, decision="auto_send" if decision.auto_send else "review",
+            reason=decision.reason,
+        )
+        actor = f"draft.{draft.drafter}"
+        if decision.auto_send:
+            await replies.queue_reply(conn, current, draft_id, draft.reply, policy.sender, approved_by=None)
+            status = CaseStatus.SENDING
+            await transition(conn, case_id, status, actor_type=ActorType.AI, actor_id=actor, note=decision.reason)
+        else:
+            status = CaseStatus.AWAITING_REVIEW
+            await transition(conn, case_id, status, actor_type=ActorType.AI, actor_id=actor, note=decision.reason)
+            payload = json.dumps({"case_id": str(case_id), "draft_id": str(draft_id)}).encode()
+            await jobs.enqueue(conn, JobName.REVIEW_CARD, payload, dedupe_key=f"{JobName.REVIEW_CARD}:{case_id}")
+        for call in draft.usage:
+            await usage.record_call(conn, **call.model_dump(), case_id=case_id, execution_id=execution_id)
+        await executions.finish(conn, execution_id, "success", metadata={
+            "decision": "auto_send" if decision.auto_send else "review", "confidence": draft.confidence,
+            "cited": len(draft.cited), "dropped": len(draft.dropped), "drafter": draft.drafter,
+        })
+    log.info("draft.done", case=case.ref, drafter=draft.drafter, cited=len(draft.cited),
+             auto_send=decision.auto_send, reason=decision.reason)
+    return DraftOutcome(case_id, draft_id, draft, hits, decision, status)
