@@ -24,7 +24,6 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.runtime.database import start_embedded, with_database  # noqa: E402
-from bot.deps import Deps  # noqa: E402
 from bot.runtime.logs import configure_logging  # noqa: E402
 from bot.runtime.metrics import Metrics  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
@@ -47,7 +46,7 @@ async def one_round(admin_url: str, n: int) -> dict[str, float]:
         done = asyncio.Event()
         count = 0
 
-        async def noop(deps: Deps, payload: bytes) -> None:
+        async def noop(payload: bytes) -> None:
             nonlocal count
             count += 1
             if count == n:
@@ -63,7 +62,7 @@ async def one_round(admin_url: str, n: int) -> dict[str, float]:
         enqueue_s = time.perf_counter() - started
 
         settings = load_settings(_env_file=None, database_url=dsn, worker_concurrency=32)
-        worker = Worker(Deps(settings, pool, Metrics()), {"bench.noop": noop})
+        worker = Worker(pool, settings, Metrics(), {"bench.noop": noop})
         started = time.perf_counter()
         await worker.start()
         await asyncio.wait_for(done.wait(), 300)

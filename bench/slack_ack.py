@@ -52,13 +52,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from slack_sdk.web.async_client import AsyncWebClient  # noqa: E402
 
 from bot.runtime.database import scratch_pool  # noqa: E402
-from bot.deps import Deps  # noqa: E402
+from bot.deps import Deps, with_slack  # noqa: E402
 from bot.runtime.logs import configure_logging  # noqa: E402
 from bot.runtime.metrics import Metrics  # noqa: E402
-from bot.services.review import SlackReviewDesk  # noqa: E402
+from bot.services.review import SlackReviewService  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.slack.app import build_slack_app, socket_mode_handler  # noqa: E402
-from bot.runtime.worker import Worker, job_handlers  # noqa: E402
+from bot.jobs import job_handlers  # noqa: E402
+from bot.runtime.worker import Worker  # noqa: E402
 from db import intake as intake_db  # noqa: E402
 from db import jobs  # noqa: E402
 from db.pool import transaction  # noqa: E402
@@ -68,9 +69,9 @@ from pipelines.kb.documents import collect, read_file  # noqa: E402
 from pipelines.kb.ingest import ingest  # noqa: E402
 from pipelines.models import TriageResult  # noqa: E402
 from pipelines.ports import MailboxMessage  # noqa: E402
-from pipelines.review.requests import ActionRequest  # noqa: E402
+from pipelines.jobs import ActionRequest  # noqa: E402
 from pipelines.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
-from pipelines.triage.triagers import Triaged, TriageInput  # noqa: E402
+from pipelines.ports import Triaged, TriageInput  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,8 +134,8 @@ class SinkMailbox:
         return None
 
 
-class CountingDesk(SlackReviewDesk):
-    """The real desk, counting the clicks whose job it queued (a redelivery queues none)."""
+class CountingReviews(SlackReviewService):
+    """The real review service, counting the clicks whose job it queued (a redelivery queues none)."""
 
     queued = 0
 
@@ -241,12 +242,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         base = Deps(settings=settings, pool=pool, metrics=Metrics(), taxonomy=taxonomy,
                     triager=FixedTriager(taxonomy), mailbox=SinkMailbox(),
                     drafter=FallbackDrafter(None, ExtractiveDrafter(company=settings.company_name,
-                                                                    high=settings.confidence_threshold_high)),
-                    slack=client)
-        desk = CountingDesk(pool, client, settings, base.sender)
-        deps = replace(base, review=desk)
-        handler = socket_mode_handler(build_slack_app(deps, client), APP_TOKEN)
-        worker = Worker(deps, job_handlers())
+                                                                    high=settings.confidence_threshold_high)))
+        desk = CountingReviews(pool, client, settings, base.sender)
+        deps = replace(with_slack(base, client), review=desk)
+        assert deps.services is not None
+        handler = socket_mode_handler(build_slack_app(deps.services, client), APP_TOKEN)
+        worker = Worker(pool, settings, deps.metrics, job_handlers(deps))
         await handler.connect_async()
         await worker.start()
         try:

@@ -1,4 +1,7 @@
-"""Choosing and building the AI parts from settings: the embedder, the triager cascade, the drafter."""
+"""Choosing and building the AI parts from settings: the embedder, the triager cascade, the drafter.
+
+The parts are imported where they are built: the local triager brings scikit-learn and SciPy,
+which a command that only names the configured models (`cx health-check`) should not load."""
 
 from __future__ import annotations
 
@@ -6,22 +9,31 @@ import asyncpg
 
 from bot import clients
 from bot.settings import Settings
-from pipelines.adapters.anthropic_llm import AnthropicLLM
-from pipelines.adapters.local_embedder import LocalEmbedder, local_embeddings_available
-from pipelines.adapters.openai_embedder import OpenAIEmbedder
-from pipelines.drafting.drafters import ClaudeDrafter, Drafter, ExtractiveDrafter, FallbackDrafter
-from pipelines.triage.local.triager import LocalTriager, similar_examples
-from pipelines.ports import Embedder
+from pipelines.adapters.local_embedder import local_embeddings_available
+from pipelines.ports import Drafter, Embedder, Triager
 from pipelines.taxonomy import Taxonomy
-from pipelines.triage.triagers import CascadeTriager, ClaudeTriager, Triager
 from prompts import load
 
 
-def build_embedder(settings: Settings, mode: str | None = None) -> Embedder | None:
+def embedding_mode(settings: Settings, mode: str | None = None) -> str:
     """OpenAI with a key, else local if installed, else none (full-text only); or as asked."""
     mode = mode or settings.embeddings
     if mode == "auto":
         mode = "openai" if settings.openai_api_key else ("local" if local_embeddings_available() else "none")
+    return mode
+
+
+def embedding_model(settings: Settings) -> str | None:
+    """The model the deployment embeds with, named without loading it."""
+    return {"openai": settings.openai_embedding_model,
+            "local": settings.local_embedding_model}.get(embedding_mode(settings))
+
+
+def build_embedder(settings: Settings, mode: str | None = None) -> Embedder | None:
+    from pipelines.adapters.local_embedder import LocalEmbedder
+    from pipelines.adapters.openai_embedder import OpenAIEmbedder
+
+    mode = embedding_mode(settings, mode)
     if mode == "openai":
         client = clients.openai_client(settings)
         if client is None:
@@ -35,6 +47,10 @@ def build_embedder(settings: Settings, mode: str | None = None) -> Embedder | No
 def build_triager(
     settings: Settings, pool: asyncpg.Pool, taxonomy: Taxonomy, embedder: Embedder | None
 ) -> Triager:
+    from pipelines.adapters.anthropic_llm import AnthropicLLM
+    from pipelines.triage.local.triager import LocalTriager, similar_examples
+    from pipelines.triage.triagers import CascadeTriager, ClaudeTriager
+
     local = LocalTriager(pool, taxonomy, embedder)
     anthropic = clients.anthropic_client(settings)
     claude = None
@@ -52,6 +68,9 @@ def build_triager(
 
 def build_drafter(settings: Settings) -> Drafter:
     """Claude with a key, falling back to the extractive draft; the extractive draft alone without."""
+    from pipelines.adapters.anthropic_llm import AnthropicLLM
+    from pipelines.drafting.drafters import ClaudeDrafter, ExtractiveDrafter, FallbackDrafter
+
     extractive = ExtractiveDrafter(company=settings.company_name, high=settings.confidence_threshold_high)
     anthropic = clients.anthropic_client(settings)
     claude = None

@@ -1,28 +1,29 @@
-"""The long-lived collaborators, built once at start-up and passed to whoever needs them."""
+"""The long-lived collaborators, built once at start-up from the settings and passed to whoever
+needs them: the worker's jobs get the whole Deps, the Slack listeners its `services`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING
 
 import asyncpg
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import clients
+from bot.ai import build_drafter, build_embedder, build_triager
 from bot.runtime.metrics import Metrics
+from bot.services.alerts import UrgentAlertService
+from bot.services.commands import SlackCommandService
+from bot.services.home import SlackHomeService
+from bot.services.review import SlackReviewService
+from bot.services.review_sla import ReviewSlaService
 from bot.settings import Settings
-from pipelines.drafting.drafters import Drafter
+from handlers.services import Services
 from pipelines.drafting.step import DraftPolicy
-from pipelines.ports import Embedder, Mailbox
+from pipelines.ports import Drafter, Embedder, Mailbox, Tracker, Triager
 from pipelines.replies.outbox import Sender
+from pipelines.taxonomy import Taxonomy, load_taxonomy
 from pipelines.triage.routing import Thresholds
-from pipelines.taxonomy import Taxonomy
-from pipelines.triage.triagers import Triager
-
-if TYPE_CHECKING:
-    from bot.services.commands import SlackCommandDesk
-    from bot.services.home import SlackHomeDesk
-    from bot.services.review import SlackReviewDesk
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,19 @@ class Deps:
     mailbox: Mailbox | None = None
     drafter: Drafter | None = None
     slack: AsyncWebClient | None = None
-    review: SlackReviewDesk | None = None  # the review hub, when Slack is configured
-    home_desk: SlackHomeDesk | None = None  # App Home, the message shortcut, card-thread notes
-    commands: SlackCommandDesk | None = None  # /case and /kb
+    # The service layer; the Slack ones exist when Slack is configured (SLACK_BOT_TOKEN).
+    commands: SlackCommandService | None = None
+    review: SlackReviewService | None = None
+    home: SlackHomeService | None = None
+    alerts: UrgentAlertService | None = None
+    review_sla: ReviewSlaService | None = None
+
+    @property
+    def services(self) -> Services | None:
+        """What the Slack listeners are given; None without Slack."""
+        if self.review is None or self.home is None or self.commands is None:
+            return None
+        return Services(review=self.review, home=self.home, commands=self.commands)
 
     @property
     def sender(self) -> Sender:
@@ -56,13 +67,7 @@ class Deps:
 
 def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     """Everything `cx run` needs, from settings. Raises TaxonomyError on a bad taxonomy file."""
-    from bot import clients
-    from bot.ai import build_drafter, build_embedder, build_triager
-    from bot.services.commands import SlackCommandDesk
-    from bot.services.home import SlackHomeDesk
-    from bot.services.review import SlackReviewDesk
     from pipelines.adapters.gmail_mailbox import GmailMailbox
-    from pipelines.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy(settings.taxonomy_path)
     embedder = build_embedder(settings)
@@ -78,10 +83,18 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
         triager=build_triager(settings, pool, taxonomy, embedder),
         mailbox=mailbox,
         drafter=build_drafter(settings),
-        slack=clients.slack_client(settings),
-        commands=SlackCommandDesk(pool, embedder),
     )
-    if deps.slack is None:
-        return deps
-    desk = SlackReviewDesk(pool, deps.slack, settings, deps.sender, clients.build_tracker(settings), taxonomy)
-    return replace(deps, review=desk, home_desk=SlackHomeDesk(pool, deps.slack, settings))
+    slack = clients.slack_client(settings)
+    return with_slack(deps, slack, clients.build_tracker(settings)) if slack is not None else deps
+
+
+def with_slack(deps: Deps, client: AsyncWebClient, tracker: Tracker | None = None) -> Deps:
+    """`deps` with a Slack client and the services that use it."""
+    settings, pool = deps.settings, deps.pool
+    alerts = UrgentAlertService(pool, client, settings)
+    return replace(
+        deps, slack=client, alerts=alerts,
+        review=SlackReviewService(pool, client, settings, deps.sender, tracker, deps.taxonomy, alerts),
+        home=SlackHomeService(pool, client, settings), commands=SlackCommandService(pool, deps.embedder),
+        review_sla=ReviewSlaService(pool, client, settings),
+    )

@@ -18,7 +18,8 @@ from bot.settings import Settings
 from bot.slack.app import build_slack_app, http_route, socket_mode_handler
 from bot.web.http import RuntimeStatus
 from bot.web.app import build_web_app
-from bot.runtime.worker import Worker, job_handlers
+from bot.jobs import job_handlers
+from bot.runtime.worker import Worker
 
 log = structlog.get_logger(__name__)
 
@@ -68,24 +69,24 @@ async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
         try:
             slack_events = None
             if Role.SLACK in roles:
-                slack = deps.slack
+                slack, services = deps.slack, deps.services
                 app_token, signing_secret = settings.secret("slack_app_token"), settings.secret("slack_signing_secret")
-                if slack is None or (app_token is None and signing_secret is None):
+                if slack is None or services is None or (app_token is None and signing_secret is None):
                     log.warning("slack.disabled",
                                 reason="set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP)")
                 elif app_token is not None:
-                    socket_handler = socket_mode_handler(build_slack_app(deps, slack), app_token)
+                    socket_handler = socket_mode_handler(build_slack_app(services, slack), app_token)
                     await socket_handler.connect_async()
                     status.slack_connected = lambda: bool(socket_handler.client.is_connected())  # type: ignore[union-attr]
                     log.info("slack.connected", mode="socket")
                 else:
-                    slack_events = http_route(build_slack_app(deps, slack, signing_secret))
+                    slack_events = http_route(build_slack_app(services, slack, signing_secret))
                     log.info("slack.http_mode", path="/slack/events", web_role=Role.WEB in roles)
             if Role.WORKER in roles:
-                worker = Worker(deps, job_handlers())
+                worker = Worker(pool, settings, deps.metrics, job_handlers(deps))
                 await worker.start()
             if Role.SCHEDULER in roles:
-                scheduler = Scheduler(deps, schedules(settings, gmail=deps.mailbox is not None))
+                scheduler = Scheduler(pool, deps.metrics, settings.zone, schedules(settings, gmail=deps.mailbox is not None))
                 scheduler.start()
             if Role.WEB in roles:
                 runner = web.AppRunner(build_web_app(deps, status, slack_events), access_log=None)

@@ -137,10 +137,6 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     @property
-    def slack_enabled(self) -> bool:
-        return self.slack_bot_token is not None and self.slack_app_token is not None
-
-    @property
     def always_review(self) -> frozenset[str]:
         return frozenset(t.strip().lower() for t in self.always_review_tiers.split(",") if t.strip())
 

@@ -10,10 +10,24 @@ async def ensure_database(conn: asyncpg.Connection, name: str) -> None:
     if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
         return
     try:
-        # An identifier cannot be a bind parameter; quote_ident does the quoting server-side.
-        await conn.execute(f"CREATE DATABASE {await conn.fetchval('SELECT quote_ident($1)', name)}")
+        await create_database(conn, name)
     except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
         pass  # another process created it between our check and our CREATE
+
+
+async def create_database(conn: asyncpg.Connection, name: str) -> None:
+    await conn.execute(f"CREATE DATABASE {await _identifier(conn, name)}")
+
+
+async def drop_database(conn: asyncpg.Connection, name: str) -> None:
+    """Drop database `name` if it exists, closing its connections first."""
+    await conn.execute(f"DROP DATABASE IF EXISTS {await _identifier(conn, name)} WITH (FORCE)")
+
+
+async def _identifier(conn: asyncpg.Connection, name: str) -> str:
+    # An identifier cannot be a bind parameter; quote_ident does the quoting server-side.
+    quoted: str = await conn.fetchval("SELECT quote_ident($1)", name)
+    return quoted
 
 
 async def available_vector_version(conn: asyncpg.Connection) -> str | None:

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
 
 from db.kb import snippet
 
-# Cases no one needs to act on any more; "my cases" leaves them out.
-_FINISHED = ("resolved", "closed")
 # Only the start of a long text travels: Slack shows a few hundred characters of it at most.
 _DESCRIPTION_CHARS = 2000
 _TIMELINE_MESSAGE_CHARS = 300
@@ -77,9 +75,22 @@ class CaseRow:
 
 @dataclass(frozen=True)
 class QueueCounts:
+    """The review queue as `/case` and App Home show it."""
+
     awaiting_review: int
-    oldest_wait: timedelta | None  # how long the longest-waiting case has been awaiting review
     human_owned: int
+    escalated: int
+    oldest_short_id: int | None  # the case awaiting review longest
+    oldest_subject: str | None
+    oldest_waiting_since: datetime | None
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    created: int
+    replied: int  # cases that reached `replied`
+    auto_sent: int  # replies sent with no reviewer's approval
+    sent_to_review: int
     escalated: int
 
 
@@ -154,25 +165,47 @@ ORDER BY ts_rank(to_tsvector('simple', coalesce(c.subject, '') || ' ' || coalesc
 LIMIT $2
 """
 
+# Open cases are the ones not in $3 (the states nobody needs to act on); most recently touched first.
 _MINE = f"""
 SELECT {_ROW_COLUMNS}, count(*) OVER () AS total
 FROM cases c JOIN customers cu USING (customer_id)
 WHERE c.owner_slack_user_id = $1 AND c.status <> ALL($3::text[])
-ORDER BY c.updated_at DESC
+ORDER BY c.updated_at DESC, c.short_id DESC
 LIMIT $2
 """
 
-# A case waits for review since its latest move into awaiting_review (it can come back there).
+# A case waits for review since its latest move into awaiting_review (it may have been there
+# before); its creation stands in for a case with no recorded move.
 _QUEUE = """
-SELECT count(*) FILTER (WHERE c.status = 'awaiting_review') AS awaiting_review,
-       count(*) FILTER (WHERE c.status = 'human_owned') AS human_owned,
-       count(*) FILTER (WHERE c.status = 'escalated') AS escalated,
-       now() - min(CASE WHEN c.status = 'awaiting_review' THEN
-                   coalesce((SELECT max(i.created_at) FROM case_interactions i
-                             WHERE i.case_id = c.case_id AND i.to_status = 'awaiting_review'), c.updated_at)
-                   END) AS oldest_wait
-FROM cases c
-WHERE c.status IN ('awaiting_review', 'human_owned', 'escalated')
+WITH waiting AS (
+    SELECT c.short_id, c.subject,
+           coalesce((SELECT max(i.created_at) FROM case_interactions i
+                     WHERE i.case_id = c.case_id AND i.interaction_type = 'status_change'
+                       AND i.to_status = 'awaiting_review'), c.created_at) AS since
+    FROM cases c
+    WHERE c.status = 'awaiting_review'
+), oldest AS (
+    SELECT short_id, subject, since FROM waiting ORDER BY since, short_id LIMIT 1
+)
+SELECT (SELECT count(*) FROM waiting) AS awaiting_review,
+       (SELECT count(*) FROM cases WHERE status = 'human_owned') AS human_owned,
+       (SELECT count(*) FROM cases WHERE status = 'escalated') AS escalated,
+       (SELECT short_id FROM oldest) AS oldest_short_id,
+       (SELECT subject FROM oldest) AS oldest_subject,
+       (SELECT since FROM oldest) AS oldest_waiting_since
+"""
+
+# Moves are counted per case, so a case bounced twice through review counts once.
+_DAY = """
+SELECT
+    (SELECT count(*) FROM cases WHERE created_at >= $1) AS created,
+    count(DISTINCT case_id) FILTER (WHERE to_status = 'replied') AS replied,
+    (SELECT count(DISTINCT case_id) FROM reply_outbox
+      WHERE status = 'sent' AND approved_by IS NULL AND sent_at >= $1) AS auto_sent,
+    count(DISTINCT case_id) FILTER (WHERE to_status = 'awaiting_review') AS sent_to_review,
+    count(DISTINCT case_id) FILTER (WHERE to_status = 'escalated') AS escalated
+FROM case_interactions
+WHERE interaction_type = 'status_change' AND created_at >= $1
 """
 
 _SHARED = """
@@ -204,13 +237,20 @@ async def cases_by_words(conn: asyncpg.Connection, words: str, limit: int) -> tu
     return _rows(await conn.fetch(_BY_WORDS, words, limit))
 
 
-async def open_cases_of(conn: asyncpg.Connection, slack_user: str, limit: int) -> tuple[list[CaseRow], int]:
-    """The unfinished cases the Slack user owns, last changed first, and how many there are."""
-    return _rows(await conn.fetch(_MINE, slack_user, limit, list(_FINISHED)))
+async def open_cases_of(conn: asyncpg.Connection, slack_user: str, limit: int,
+                        done: Sequence[str]) -> tuple[list[CaseRow], int]:
+    """The cases the Slack user owns that are in none of the `done` states, last changed first,
+    and how many there are."""
+    return _rows(await conn.fetch(_MINE, slack_user, limit, list(done)))
 
 
 async def queue_counts(conn: asyncpg.Connection) -> QueueCounts:
     return QueueCounts(**dict(await conn.fetchrow(_QUEUE)))
+
+
+async def day_counts(conn: asyncpg.Connection, since: datetime) -> DayCounts:
+    """What happened since `since` (the start of the desk's day): App Home's "Today"."""
+    return DayCounts(**dict(await conn.fetchrow(_DAY, since)))
 
 
 async def shared_articles(

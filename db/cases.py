@@ -22,6 +22,14 @@ class CaseStatus(StrEnum):
     REOPENED = "reopened"
 
 
+# A reviewer can act on a case in these states: its card and `/case` offer the review buttons.
+REVIEWABLE = frozenset({CaseStatus.AWAITING_REVIEW, CaseStatus.HUMAN_OWNED})
+# Nobody needs to act on these any more: lists of open cases leave them out.
+DONE = frozenset({CaseStatus.RESOLVED, CaseStatus.CLOSED})
+# A customer writing again to a case in one of these brings it back to a person.
+REOPENED_BY_REPLY = frozenset({CaseStatus.REPLIED, CaseStatus.RESOLVED, CaseStatus.CLOSED})
+
+
 class ActorType(StrEnum):
     SYSTEM = "system"
     AI = "ai"

@@ -224,13 +224,6 @@ async def mark_error(conn: asyncpg.Connection, outbox_id: UUID, error: str, *, f
     )
 
 
-async def try_lock_outgoing(conn: asyncpg.Connection, outbox_id: UUID) -> bool:
-    """Call in a transaction held open while sending: only one worker sends a row at a time, and
-    if that worker dies its transaction ends and the lock with it, so a retry can take over.
-    (A transaction lock, not a session one: pooled connections must not keep session state.)"""
-    return await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtextextended($1::uuid::text, 42))", outbox_id)
-
-
 async def record_reply(conn: asyncpg.Connection, case_id: UUID, *, channel: str, body: str,
                        external_message_id: str | None, actor_id: str) -> None:
     """The reply on the case's timeline, and its first response time."""

@@ -10,15 +10,6 @@ import asyncpg
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Example:
-    example_id: UUID
-    text: str
-    category: str
-    subcategory: str | None
-    weight: float
-
-
 async def add_examples(
     conn: asyncpg.Connection,
     rows: Sequence[tuple[str, str, str | None, str | None]],
@@ -45,13 +36,6 @@ async def add_examples(
         case_id,
     )
     return int(inserted)
-
-
-async def all_examples(conn: asyncpg.Connection) -> list[Example]:
-    rows = await conn.fetch(
-        "SELECT example_id, text, category, subcategory, weight FROM labelled_examples ORDER BY created_at, example_id"
-    )
-    return [Example(**dict(r)) for r in rows]
 
 
 async def missing_embeddings(conn: asyncpg.Connection, limit: int = 5000) -> list[tuple[UUID, str]]:

@@ -133,12 +133,13 @@ async def set_source_version(conn: asyncpg.Connection, source: str, source_id: s
     )
 
 
-async def unembedded_chunks(conn: asyncpg.Connection, limit: int) -> list[tuple[UUID, str]]:
+async def unembedded_chunks(conn: asyncpg.Connection, limit: int) -> list[tuple[UUID, str, str]]:
+    """(chunk_id, heading, content) of chunks that have no vector yet."""
     rows = await conn.fetch(
         "SELECT chunk_id, heading, content FROM kb_chunks WHERE embedding IS NULL ORDER BY article_id, ordinal LIMIT $1",
         limit,
     )
-    return [(r["chunk_id"], f"{r['heading']}\n\n{r['content']}") for r in rows]
+    return [(r["chunk_id"], r["heading"], r["content"]) for r in rows]
 
 
 async def set_chunk_embeddings(conn: asyncpg.Connection, ids: Sequence[UUID], vectors: np.ndarray) -> None:

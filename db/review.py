@@ -195,12 +195,3 @@ async def claim_escalation(conn: asyncpg.Connection, case_id: UUID, reviewer: st
 
 async def release_escalation(conn: asyncpg.Connection, case_id: UUID) -> None:
     await conn.execute("UPDATE cases SET metadata = metadata - 'escalating' WHERE case_id = $1", case_id)
-
-
-async def lock_card(conn: asyncpg.Connection, case_id: UUID) -> None:
-    """Session lock on the case's card, so that posting or refreshing it happens one at a time."""
-    await conn.execute("SELECT pg_advisory_lock(hashtextextended('card:' || $1::uuid, 0))", case_id)
-
-
-async def unlock_card(conn: asyncpg.Connection, case_id: UUID) -> None:
-    await conn.execute("SELECT pg_advisory_unlock(hashtextextended('card:' || $1::uuid, 0))", case_id)

@@ -72,3 +72,17 @@ async def save(
         _SAVE, case_id, category, subcategory, priority, confidence, sentiment, language, summary,
         error_codes, reason, model, prompt_version, triager, route, route_reason,
     )
+
+
+_SAVE_ROUTE = """
+UPDATE cases SET
+    triage_reason = $3,
+    metadata = metadata || jsonb_build_object('route', $2::text, 'route_reason', $3::text),
+    updated_at = now()
+WHERE case_id = $1
+"""
+
+
+async def save_route(conn: asyncpg.Connection, case_id: UUID, *, route: str, reason: str) -> None:
+    """A route without labels: no triager could answer, and `reason` says why."""
+    await conn.execute(_SAVE_ROUTE, case_id, route, reason)

@@ -42,6 +42,22 @@ async def save(
     )
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    kind: str
+    embedding_model: str | None
+    n_examples: int
+    created_at: datetime
+
+
+async def newest_summary(conn: asyncpg.Connection) -> ModelSummary | None:
+    """The newest model's kind and provenance, without its payload."""
+    row = await conn.fetchrow(
+        "SELECT kind, embedding_model, n_examples, created_at FROM triage_models ORDER BY created_at DESC LIMIT 1"
+    )
+    return ModelSummary(**dict(row)) if row else None
+
+
 async def newest_id(conn: asyncpg.Connection) -> UUID | None:
     return await conn.fetchval("SELECT model_id FROM triage_models ORDER BY created_at DESC LIMIT 1")
 

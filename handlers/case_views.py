@@ -14,7 +14,7 @@ from uuid import UUID
 from handlers import blocks as kit
 from handlers import mrkdwn
 from handlers.mrkdwn import escape, one_line, safe, truncate
-from handlers.review_card import ACTIONABLE_STATES, ACTIONS_BLOCK_ID, ReviewCard, review_card_blocks
+from handlers.review_card import ACTIONS_BLOCK_ID, ReviewCard, review_card_blocks
 
 KB_SHARE_ACTION = "kb_share"
 KB_ACTIONS_BLOCK_ID = "kb_actions"
@@ -71,6 +71,7 @@ class CaseDetail:
     description: str
     created_at: datetime
     customer_email: str
+    reviewable: bool = False  # a reviewer can act on it: the review card's buttons show here too
     subject: str | None = None
     summary: str | None = None
     category: str | None = None
@@ -283,11 +284,11 @@ def _actor(entry: TimelineEntry) -> str:
 
 def _review_actions(case: CaseDetail) -> dict[str, Any] | None:
     """The review card's own actions block, so that the buttons, their ids and values are exactly the card's."""
-    if case.status not in ACTIONABLE_STATES:
+    if not case.reviewable:
         return None
     card = ReviewCard(
-        case_id=case.case_id, short_id=case_ref(case.short_id), priority=case.priority or "medium",
-        review_reason="", message="", state=case.status, draft_id=case.draft_id, draft=case.draft,
+        case_id=case.case_id, short_id=case_ref(case.short_id), priority=case.priority,
+        review_reason="", message="", state=case.status, actionable=True, draft_id=case.draft_id, draft=case.draft,
         owner=case.owner, review_id=case.review_id,
     )
     return next((b for b in review_card_blocks(card) if b.get("block_id") == ACTIONS_BLOCK_ID), None)

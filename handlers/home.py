@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers.home_views import HomeFacts, home_view
+from handlers.home_views import home_view
+from handlers.services import Services
 
 
-class HomeDesk(Protocol):
-    """What the Home listener needs from the wiring (bot.services.home)."""
-
-    async def home(self, user_id: str) -> HomeFacts: ...
-
-
-async def on_home_opened(event: dict[str, Any], context: dict[str, Any], client: AsyncWebClient) -> None:
+async def on_home_opened(event: dict[str, Any], services: Services, client: AsyncWebClient) -> None:
     # The event also fires for the Messages tab, which has no view of ours to refresh.
     if event.get("tab", "home") != "home":
         return
     user = event["user"]
-    desk: HomeDesk = context["deps"].home_desk
-    await client.views_publish(user_id=user, view=home_view(await desk.home(user)))
+    await client.views_publish(user_id=user, view=home_view(await services.home.home(user)))
 
 
 def register(app: AsyncApp) -> None:

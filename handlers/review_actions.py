@@ -3,9 +3,8 @@ reject modal opens here because Slack's trigger_id is only good for three second
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
-from uuid import UUID
+from collections.abc import Callable
+from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -22,33 +21,15 @@ from handlers.review_card import (
     refusal_text,
     reject_modal,
 )
-from handlers.reviewers import ReviewerCheck
-from pipelines.review.requests import ActionRequest, ReviewAction
-
-
-class ReviewDesk(Protocol):
-    """What the listeners need from the wiring (bot.services.review)."""
-
-    reviewers: ReviewerCheck
-
-    async def submit(self, delivery_id: str, request: ActionRequest) -> bool: ...
-
-    async def card(self, case_id: UUID) -> ReviewCard | None: ...
-
-    def edit_choices(self) -> tuple[Mapping[str, Sequence[str]], Sequence[str]]:
-        """The taxonomy's categories with their subcategories, and the priorities."""
-        ...
-
-
-def _desk(context: dict[str, Any]) -> ReviewDesk:
-    return context["deps"].review
+from handlers.services import ReviewService, Services
+from pipelines.jobs import ActionRequest, ReviewAction
 
 
 def _ref(action: dict[str, Any]) -> CardRef:
     return CardRef.from_value(action["value"])
 
 
-async def _click(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], kind: ReviewAction) -> None:
+async def _click(ack: AsyncAck, body: dict[str, Any], services: Services, kind: ReviewAction) -> None:
     action = body["actions"][0]
     ref = _ref(action)
     container = body.get("container", {})
@@ -57,48 +38,48 @@ async def _click(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], k
                             ts=container.get("message_ts"))
     # Queued before the ack, so that an acknowledged click is never lost; a redelivery of the same
     # click (same user, same action_ts) is dropped there.
-    await _desk(context).submit(f"click:{request.reviewer}:{action['action_ts']}", request)
+    await services.review.submit(f"click:{request.reviewer}:{action['action_ts']}", request)
     await ack()
 
 
-async def on_approve(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any]) -> None:
-    await _click(ack, body, context, ReviewAction.APPROVE)
+async def on_approve(ack: AsyncAck, body: dict[str, Any], services: Services) -> None:
+    await _click(ack, body, services, ReviewAction.APPROVE)
 
 
-async def on_take(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any]) -> None:
-    await _click(ack, body, context, ReviewAction.TAKE)
+async def on_take(ack: AsyncAck, body: dict[str, Any], services: Services) -> None:
+    await _click(ack, body, services, ReviewAction.TAKE)
 
 
-async def on_escalate(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any]) -> None:
-    await _click(ack, body, context, ReviewAction.ESCALATE)
+async def on_escalate(ack: AsyncAck, body: dict[str, Any], services: Services) -> None:
+    await _click(ack, body, services, ReviewAction.ESCALATE)
 
 
-async def _open_modal(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient,
-                      build: Callable[[ReviewDesk, ReviewCard, str, str], dict[str, Any]]) -> None:
+async def _open_modal(ack: AsyncAck, body: dict[str, Any], services: Services, client: AsyncWebClient,
+                      build: Callable[[ReviewService, ReviewCard, str, str], dict[str, Any]]) -> None:
     await ack()
-    desk, user = _desk(context), body["user"]["id"]
+    service, user = services.review, body["user"]["id"]
     container = body.get("container", {})
-    if not await desk.reviewers.allows(user):
+    if not await service.is_reviewer(user):
         await client.chat_postEphemeral(channel=container["channel_id"], user=user, text=refusal_text(user))
         return
-    card = await desk.card(_ref(body["actions"][0]).case_id)
+    card = await service.card(_ref(body["actions"][0]).case_id)
     if card is None:
         return
     await client.views_open(trigger_id=body["trigger_id"],
-                            view=build(desk, card, container["channel_id"], container["message_ts"]))
+                            view=build(service, card, container["channel_id"], container["message_ts"]))
 
 
-async def on_reject(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient) -> None:
-    await _open_modal(ack, body, context, client, lambda _, card, channel, ts: reject_modal(card, channel=channel, ts=ts))
+async def on_reject(ack: AsyncAck, body: dict[str, Any], services: Services, client: AsyncWebClient) -> None:
+    await _open_modal(ack, body, services, client, lambda _, card, channel, ts: reject_modal(card, channel=channel, ts=ts))
 
 
-def _edit_view(desk: ReviewDesk, card: ReviewCard, channel: str, ts: str) -> dict[str, Any]:
-    categories, priorities = desk.edit_choices()
+def _edit_view(service: ReviewService, card: ReviewCard, channel: str, ts: str) -> dict[str, Any]:
+    categories, priorities = service.edit_choices()
     return edit_modal(card, categories=categories, priorities=priorities, channel=channel, ts=ts)
 
 
-async def on_edit(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any], client: AsyncWebClient) -> None:
-    await _open_modal(ack, body, context, client, _edit_view)
+async def on_edit(ack: AsyncAck, body: dict[str, Any], services: Services, client: AsyncWebClient) -> None:
+    await _open_modal(ack, body, services, client, _edit_view)
 
 
 def _input(values: dict[str, Any], block: ModalBlock) -> Any:
@@ -107,37 +88,37 @@ def _input(values: dict[str, Any], block: ModalBlock) -> Any:
     return (state.get("selected_option") or {}).get("value") if "selected_option" in state else state.get("value")
 
 
-async def _submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any],
+async def _submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], services: Services,
                      kind: ReviewAction, **fields: Any) -> None:
     meta = ModalRef.from_metadata(view["private_metadata"])
     request = ActionRequest(action=kind, reviewer=body["user"]["id"], case_id=meta.case_id, draft_id=meta.draft_id,
                             review_id=meta.review_id, channel=meta.channel, ts=meta.ts, **fields)
     # A resubmitted view (Slack retries an unacknowledged one) keeps its id: queued once.
-    await _desk(context).submit(f"view:{view['id']}", request)
+    await services.review.submit(f"view:{view['id']}", request)
     await ack()
 
 
 async def on_reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
-                              context: dict[str, Any]) -> None:
+                              services: Services) -> None:
     values = view["state"]["values"]
-    await _submitted(ack, body, view, context, ReviewAction.REJECT, reason=_input(values, ModalBlock.REASON),
+    await _submitted(ack, body, view, services, ReviewAction.REJECT, reason=_input(values, ModalBlock.REASON),
                      note=_input(values, ModalBlock.NOTE))
 
 
 async def on_edit_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
-                            context: dict[str, Any]) -> None:
+                            services: Services) -> None:
     values = view["state"]["values"]
     reply = (_input(values, ModalBlock.REPLY) or "").strip()
     if not reply:
         await ack(response_action="errors", errors={ModalBlock.REPLY.value: "Write the reply to send."})
         return
-    categories, _ = _desk(context).edit_choices()
+    categories, _ = services.review.edit_choices()
     category, subcategory = _input(values, ModalBlock.CATEGORY), _input(values, ModalBlock.SUBCATEGORY)
     if subcategory and category and subcategory not in categories.get(category, ()):
         await ack(response_action="errors",
                   errors={ModalBlock.SUBCATEGORY.value: f"Not a subcategory of {category}."})
         return
-    await _submitted(ack, body, view, context, ReviewAction.EDIT, reply=reply, category=category,
+    await _submitted(ack, body, view, services, ReviewAction.EDIT, reply=reply, category=category,
                      subcategory=subcategory, priority=_input(values, ModalBlock.PRIORITY),
                      note=_input(values, ModalBlock.NOTE))
 

@@ -51,9 +51,6 @@ REJECT_REASONS: tuple[tuple[str, str], ...] = (
     ("other", "Other"),
 )
 
-# Only these states still wait for a reviewer; in any other the buttons are spent and the card only reports.
-ACTIONABLE_STATES = frozenset({"awaiting_review", "human_owned"})
-
 _PRIORITY_EMOJI = {
     "urgent": ":red_circle:",
     "critical": ":red_circle:",
@@ -61,6 +58,8 @@ _PRIORITY_EMOJI = {
     "medium": ":large_yellow_circle:",
     "low": ":white_circle:",
 }
+_OUTCOMES = {"approved": "Approved and sent", "edited": "Edited and sent", "rejected": "Rejected",
+             "escalated": "Escalated", "expired": "Review timed out"}
 _PAST_TENSE = {
     "approve": "approved",
     "edit": "edited and sent",
@@ -90,6 +89,7 @@ class ReviewCard:
     review_reason: str
     message: str
     state: str
+    actionable: bool  # a reviewer can still act: the buttons show; otherwise they are spent and the card only reports
     category: str | None = None
     subcategory: str | None = None
     customer_name: str | None = None
@@ -292,6 +292,20 @@ def edit_modal(
     }
 
 
+def outcome_text(review_status: str | None, comments: str | None) -> str | None:
+    """What became of the case's review, as the card's status line says it (None while undecided)."""
+    outcome = _OUTCOMES.get(review_status or "")
+    if outcome and comments:
+        outcome = f"{outcome}: {comments}"
+    return outcome
+
+
+def no_longer_waiting_text(state: str | None) -> str:
+    """Ephemeral answer to a click on a case that has moved on (sent, escalated, closed)."""
+    label = kit.state_label(state) if state else "decided"
+    return f"This case is no longer waiting for review (it is {escape(label.lower())})."
+
+
 def refusal_text(user_id: str) -> str:
     """Ephemeral answer to someone outside the reviewer group who pressed a card button."""
     who = f"<@{user_id}>, only" if kit.is_user_id(user_id) else "Only"
@@ -395,7 +409,7 @@ def _status_text(card: ReviewCard) -> str:
 
 
 def _buttons(card: ReviewCard) -> list[dict[str, Any]]:
-    if card.state not in ACTIONABLE_STATES:
+    if not card.actionable:
         return []
     value = card_ref(card).to_value()
     buttons = []

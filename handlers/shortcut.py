@@ -4,82 +4,39 @@ its work (look-up, case, answer in the thread) runs as a job."""
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from handlers.mrkdwn import escape
+from handlers import blocks as kit
+from handlers.services import Services
+from pipelines.jobs import ShortcutRequest
 
 SHORTCUT_CALLBACK_ID = "create_support_case"
 
 # Replies people write; edits, deletions, joins and bots' posts carry other subtypes.
 _NOTE_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
-_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
-@dataclass(frozen=True)
-class ShortcutRequest:
-    """A use of the shortcut, as the listener queues it for the job."""
-
-    reporter: str  # who used the shortcut
-    channel: str
-    message_ts: str
-    text: str
-    author: str | None  # the message's author; None for a bot's message
-    author_bot: str | None = None
-    thread_ts: str | None = None  # the message's own thread, when it is a reply
-    response_url: str | None = None  # reaches the reporter even where the bot is not a member
-
-    @property
-    def author_id(self) -> str:
-        return self.author or self.author_bot or "unknown"
-
-    @property
-    def reply_thread(self) -> str:
-        """Where the answer goes: the thread the message is in, or the one it starts."""
-        return self.thread_ts or self.message_ts
-
-    def payload(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
-    @classmethod
-    def from_payload(cls, payload: bytes) -> ShortcutRequest:
-        return cls(**json.loads(payload))
-
-    @classmethod
-    def from_body(cls, body: dict[str, Any]) -> ShortcutRequest:
-        message = body.get("message", {})
-        thread_ts = message.get("thread_ts")
-        return cls(
-            reporter=body["user"]["id"],
-            channel=body["channel"]["id"],
-            message_ts=message.get("ts") or body["message_ts"],
-            text=message.get("text") or "",
-            author=message.get("user"),
-            author_bot=message.get("bot_id"),
-            thread_ts=thread_ts if thread_ts and thread_ts != message.get("ts") else None,
-            response_url=body.get("response_url"),
-        )
-
-
-class ShortcutDesk(Protocol):
-    """What these listeners need from the wiring (bot.services.home)."""
-
-    async def submit_shortcut(self, delivery_id: str, request: ShortcutRequest) -> bool: ...
-
-    async def add_thread_note(self, delivery_id: str, *, channel: str, thread_ts: str, ts: str, user: str,
-                              text: str) -> bool: ...
-
-
-def _desk(context: dict[str, Any]) -> ShortcutDesk:
-    return context["deps"].home_desk
+def shortcut_request(body: dict[str, Any]) -> ShortcutRequest:
+    """The shortcut's payload, as its job needs it."""
+    message = body.get("message", {})
+    thread_ts = message.get("thread_ts")
+    return ShortcutRequest(
+        reporter=body["user"]["id"],
+        channel=body["channel"]["id"],
+        message_ts=message.get("ts") or body["message_ts"],
+        text=message.get("text") or "",
+        author=message.get("user"),
+        author_bot=message.get("bot_id"),
+        thread_ts=thread_ts if thread_ts and thread_ts != message.get("ts") else None,
+        response_url=body.get("response_url"),
+    )
 
 
 def case_created_text(short_id: int, reporter: str) -> str:
-    return f":white_check_mark: Support case *CX-{short_id}* was created from this message by {_who(reporter)}."
+    who = kit.who(reporter, none="someone")
+    return f":white_check_mark: Support case *CX-{short_id}* was created from this message by {who}."
 
 
 def already_a_case_text(short_id: int) -> str:
@@ -91,16 +48,12 @@ def cannot_post_text(short_id: int) -> str:
             "to have it answer in the message's thread next time.")
 
 
-def _who(user_id: str) -> str:
-    return f"<@{user_id}>" if _SLACK_USER_ID.fullmatch(user_id) else escape(user_id)
-
-
-async def on_create_case(ack: AsyncAck, body: dict[str, Any], context: dict[str, Any]) -> None:
-    request = ShortcutRequest.from_body(body)
+async def on_create_case(ack: AsyncAck, body: dict[str, Any], services: Services) -> None:
+    request = shortcut_request(body)
     # Queued before the ack, so that an acknowledged shortcut is never lost; a redelivery of the
     # same use (same user, same action_ts) is dropped there.
     delivery = body.get("action_ts") or body["trigger_id"]
-    await _desk(context).submit_shortcut(f"shortcut:{request.reporter}:{delivery}", request)
+    await services.home.submit_shortcut(f"shortcut:{request.reporter}:{delivery}", request)
     await ack()
 
 
@@ -113,12 +66,13 @@ def is_thread_reply(event: dict[str, Any], bot_user_id: str | None = None) -> bo
     return bool(user) and not event.get("bot_id") and user != bot_user_id
 
 
-async def on_message(event: dict[str, Any], body: dict[str, Any], context: dict[str, Any]) -> None:
+async def on_message(event: dict[str, Any], body: dict[str, Any], context: dict[str, Any],
+                     services: Services) -> None:
     # Bolt acknowledged the event already; one short transaction stores the note (or finds it is
     # not a card's thread) and a redelivered event (same event_id) is dropped there.
     if not is_thread_reply(event, context.get("bot_user_id")):
         return
-    await _desk(context).add_thread_note(
+    await services.home.add_thread_note(
         body["event_id"], channel=event["channel"], thread_ts=event["thread_ts"], ts=event["ts"],
         user=event["user"], text=event.get("text") or "",
     )

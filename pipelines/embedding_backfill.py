@@ -11,17 +11,19 @@ import numpy as np
 
 from db import embedding_space
 from pipelines.ports import Embedder
+from pipelines.usage import record_usage
 
 Pending = Callable[[asyncpg.Connection, int], Awaitable[list[tuple[UUID, str]]]]
 Store = Callable[[asyncpg.Connection, Sequence[UUID], np.ndarray], Awaitable[None]]
 
 
 async def backfill(
-    pool: asyncpg.Pool, embedder: Embedder, pending: Pending, store: Store, *, batch: int,
+    pool: asyncpg.Pool, embedder: Embedder, pending: Pending, store: Store, *, batch: int, step: str,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Embed what `pending` returns until nothing is left; returns how many. Another model than the
-    recorded one is refused before anything is embedded (or billed); the first batch records it."""
+    recorded one is refused before anything is embedded (or billed); the first batch records it.
+    Each batch's call goes in llm_usage under `step`."""
     async with pool.acquire() as conn:
         await embedding_space.check(conn, embedder.provider, embedder.model)
     done = 0
@@ -30,11 +32,12 @@ async def backfill(
             todo = await pending(conn, batch)
         if not todo:
             return done
-        vectors, _ = await embedder.embed([text for _, text in todo])
+        vectors, usage = await embedder.embed([text for _, text in todo])
         async with pool.acquire() as conn, conn.transaction():
             if done == 0:  # the first vectors fix the dimension; later batches come from the same model
                 await embedding_space.claim(conn, embedder.provider, embedder.model, int(vectors.shape[1]))
             await store(conn, [i for i, _ in todo], vectors)
+            await record_usage(conn, [usage], step=step)
         done += len(todo)
         if progress is not None:
             progress(len(todo))

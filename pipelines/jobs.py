@@ -1,8 +1,14 @@
-"""The names of durable jobs, shared by whoever enqueues them and the worker that runs them."""
+"""Durable jobs: their names and the payload each one carries. Whoever enqueues a job (a step, a
+Slack listener) and the worker that runs it share these definitions; free of the database, so
+the listeners can build a payload."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
 
 
 class JobName(StrEnum):
@@ -10,9 +16,85 @@ class JobName(StrEnum):
     TRIAGE = "case.triage"
     GMAIL_SYNC = "gmail.sync"
     DRAFT = "case.draft"  # self-service and review drafts
-    REVIEW_CARD = "case.review_card"  # the Slack issue posts these
-    URGENT_ALERT = "case.urgent_alert"  # the Slack issue posts these to the alerts channel
+    REVIEW_CARD = "case.review_card"  # post or refresh the case's review card
+    URGENT_ALERT = "case.urgent_alert"  # a critical case's alert in the alerts channel
     SEND_REPLY = "reply.send"
     REVIEW_ACTION = "review.action"  # a reviewer's click on a review card
     REVIEW_SLA = "review.sla"  # reminders and timeouts of pending reviews, every minute
     SLACK_CASE = "slack.create_case"  # the "Create support case" message shortcut's job
+
+
+class JobPayload(BaseModel):
+    """A job's payload, stored as JSON bytes in the queue. Unknown keys are ignored, so a job
+    queued by an older version still runs."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def payload(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Self:
+        return cls.model_validate_json(payload or b"{}")
+
+
+class NoPayload(JobPayload):
+    """Scheduled jobs that work on whatever is due: prune, Gmail sync, the review SLA."""
+
+
+class CaseJob(JobPayload):
+    """Triage, draft, review card, urgent alert: each is about one case."""
+
+    case_id: UUID
+
+
+class ReplyJob(JobPayload):
+    outbox_id: UUID
+
+
+class ReviewAction(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    TAKE = "take"
+    ESCALATE = "escalate"
+    EDIT = "edit"  # edited reply sent, with corrected labels
+
+
+class ActionRequest(JobPayload):
+    """A reviewer's click, as the Slack listener queues it."""
+
+    action: ReviewAction
+    reviewer: str  # Slack user id
+    case_id: UUID
+    draft_id: UUID | None = None
+    review_id: UUID | None = None  # the review the card showed: decided by someone else = lost race
+    channel: str | None = None  # the card's message, to update in place
+    ts: str | None = None
+    reason: str | None = None  # reject
+    note: str | None = None
+    reply: str | None = None  # edit: the text to send
+    category: str | None = None  # edit: the reviewer's labels, when they differ from triage's
+    subcategory: str | None = None
+    priority: str | None = None
+
+
+class ShortcutRequest(JobPayload):
+    """A use of the "Create support case" message shortcut, as the listener queues it."""
+
+    reporter: str  # who used the shortcut
+    channel: str
+    message_ts: str
+    text: str
+    author: str | None  # the message's author; None for a bot's message
+    author_bot: str | None = None
+    thread_ts: str | None = None  # the message's own thread, when it is a reply
+    response_url: str | None = None  # reaches the reporter even where the bot is not a member
+
+    @property
+    def author_id(self) -> str:
+        return self.author or self.author_bot or "unknown"
+
+    @property
+    def reply_thread(self) -> str:
+        """Where the answer goes: the thread the message is in, or the one it starts."""
+        return self.thread_ts or self.message_ts

@@ -9,6 +9,9 @@ from uuid import UUID
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 Severity = Literal["critical", "high", "medium", "low"]
+
+# Cases get short ids (CX-1001, …) from a bigint sequence: a longer number cannot be one.
+SHORT_ID_MAX = 2**63 - 1
 Sentiment = Literal["negative", "neutral", "positive"]
 
 
@@ -36,24 +39,6 @@ class IntakeRequest(BaseModel):
         if value is not None and value.scheme != "https":
             raise ValueError("callback_url must use https")
         return value
-
-
-class NewCase(BaseModel):
-    """A case as intake stores it, before any AI has seen it."""
-
-    customer_email: str
-    customer_name: str | None = None
-    channel: str
-    subject: str | None = None
-    description: str
-    severity: Severity | None = None
-    product: str | None = None
-    product_version: str | None = None
-    environment: str | None = None
-    external_id: str | None = None
-    email_message_id: str | None = None
-    gmail_thread_id: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class IntakeOutcome(StrEnum):

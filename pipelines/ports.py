@@ -1,13 +1,19 @@
-"""The small interfaces external services sit behind. Real adapters live in pipelines/adapters/;
-tests may pass in-repo fakes of these."""
+"""Every interface the pipelines depend on, with the data that crosses it: the external services
+(models, mailbox, wiki, tracker, Slack threads) and the triagers and drafters the steps are given.
+Real adapters live in pipelines/adapters/ (and bot/slack/ for Slack); tests may pass in-repo fakes."""
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar, get_args
+from uuid import UUID
 
 import numpy as np
-
 from pydantic import BaseModel
+
+from db.kb import Hit
+from pipelines.models import TriageResult
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -20,7 +26,8 @@ class LLMUsage(BaseModel):
     model: str
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # prompt-cache reads
+    cache_write_tokens: int = 0  # prompt-cache writes, billed above the input price
     latency_ms: int = 0
     success: bool = True
     error: str | None = None
@@ -96,8 +103,8 @@ class Embedder(Protocol):
     model: str
     dimensions: int
 
-    async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage | None]:
-        """One L2-normalised row per text, and the call's usage when the provider bills it."""
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage]:
+        """One L2-normalised row per text, and the call's usage (a local model's at zero cost)."""
         ...
 
 
@@ -137,4 +144,142 @@ class ThreadPoster(Protocol):
 
     async def find(self, channel: str, thread_ts: str, key: str) -> str | None:
         """The ts of a reply already posted in the thread with `key`, if any."""
+        ...
+
+
+# ---- triage ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TriageInput:
+    body: str
+    subject: str | None = None
+    case_id: UUID | None = None
+    tier: str = "standard"
+    severity: str | None = None
+    product: str | None = None
+    channel: str = "email"
+    history: str = "no earlier cases"
+
+    @property
+    def text(self) -> str:
+        return f"{self.subject}\n{self.body}" if self.subject else self.body
+
+
+@dataclass(frozen=True)
+class Triaged:
+    result: TriageResult
+    usage: list[LLMUsage] = field(default_factory=list)
+
+
+class NoTriageModel(RuntimeError):
+    """A triager has nothing to answer with yet (no trained model, no API key); the message says
+    what would give it one. The case then goes to a person."""
+
+    def __init__(self, message: str, usage: Sequence[LLMUsage] = ()) -> None:
+        super().__init__(message)
+        self.usage = list(usage)
+
+
+class Triager(Protocol):
+    name: str
+
+    async def triage(self, item: TriageInput) -> Triaged:
+        """Labels for the case; raises NoTriageModel when there is nothing to answer with."""
+        ...
+
+
+class LabelledExample(BaseModel):
+    text: str
+    label: str
+
+
+# Few-shot context: the most similar labelled examples for a text, and the embedding call's usage.
+SimilarExamples = Callable[[str, int], Awaitable[tuple[Sequence[LabelledExample], LLMUsage | None]]]
+
+
+# ---- drafting --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimilarCase:
+    description: str
+    reply: str
+
+
+@dataclass(frozen=True)
+class DraftInput:
+    case_ref: str
+    subject: str | None
+    body: str
+    customer_name: str | None
+    tier: str
+    category: str | None
+    subcategory: str | None
+    priority: str | None
+    articles: list[Hit]
+    similar: list[SimilarCase] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Draft:
+    reply: str
+    cited: list[UUID]  # only ids among the retrieved articles
+    dropped: list[str]  # cited by the model, not retrieved: removed
+    confidence: float
+    questions: list[str]
+    risks: list[str]
+    drafter: str
+    model: str | None = None
+    prompt_version: str | None = None
+    usage: list[LLMUsage] = field(default_factory=list)
+
+
+class Drafter(Protocol):
+    name: str
+
+    async def draft(self, item: DraftInput) -> Draft: ...
+
+
+# ---- escalation ------------------------------------------------------------------------------------
+
+TrackerPriority = Literal["urgent", "high", "medium", "low"]
+
+
+@dataclass(frozen=True)
+class IssueRef:
+    key: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Escalation:
+    case_id: UUID
+    short_id: str
+    summary: str
+    description: str  # the customer's own words: filed as data, never as markup
+    priority: TrackerPriority
+    labels: tuple[str, ...] = ()
+    reporter_note: str | None = None  # what the agent who escalated adds
+
+    def __post_init__(self) -> None:
+        if self.priority not in get_args(TrackerPriority):
+            raise ValueError(f"priority must be one of {get_args(TrackerPriority)}, not {self.priority!r}")
+
+
+class TrackerError(Exception):
+    """The tracker refused or could not be reached; `retryable` says whether the same call may succeed later."""
+
+    def __init__(self, message: str, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+
+
+class Tracker(Protocol):
+    """The issue tracker escalations go to (Jira)."""
+
+    async def escalate(self, escalation: Escalation) -> IssueRef:
+        """File the case's issue, or return the one already filed for it."""
         ...

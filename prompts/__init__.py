@@ -45,6 +45,11 @@ class Prompt:
         return _SLOT.sub(lambda m: values[m[1]], self.template)
 
 
+def quote_data(text: str) -> str:
+    """Text from outside (customer, knowledge base) for a prompt, unable to close the tags it sits in."""
+    return text.replace("<", "‹").replace(">", "›")
+
+
 def load(name: str, directory: Path = PROMPTS_DIR) -> Prompt:
     path = directory / f"{name}.md"
     if not path.is_file():

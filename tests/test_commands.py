@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.services.commands import SlackCommandDesk
+from bot.services.commands import SlackCommandService
 from db import intake as intake_db
 from db.cases import ActorType, CaseStatus, transition
 from db.drafts import save_draft
@@ -35,7 +34,8 @@ from handlers.case_views import (
     kb_results_reply,
     kb_shared_reply,
 )
-from handlers.commands import CaseQuery, QueryKind, parse_case_query
+from handlers.case_query import CaseQuery, QueryKind, parse_case_query
+from handlers.services import Services
 from tests.fakes.slack import FakeSlack
 from tests.test_drafting import import_demo_kb, review_case
 from tests.test_review_blocks import assert_valid_blocks
@@ -56,12 +56,12 @@ def build_app(slack: FakeSlack, desk: Any, *, ack_budget: float = commands.ACK_B
     client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
     app = AsyncApp(client=client, process_before_response=False, request_verification_enabled=False)
 
-    async def inject_deps(context: dict, next: Any) -> None:  # noqa: A002 (Bolt's name)
-        # Deps has no field for the desk yet: the listeners only read `deps.commands`.
-        context["deps"] = SimpleNamespace(commands=desk)
+    async def inject_services(context: dict, next: Any) -> None:  # noqa: A002 (Bolt's name)
+        # Only the command listeners are registered: the other services go unused.
+        context["services"] = Services(review=None, home=None, commands=desk)  # type: ignore[arg-type]
         await next()
 
-    app.middleware(inject_deps)
+    app.middleware(inject_services)
     errors.register(app)
     commands.register(app, ack_budget=ack_budget)
     return app
@@ -69,7 +69,7 @@ def build_app(slack: FakeSlack, desk: Any, *, ack_budget: float = commands.ACK_B
 
 @pytest.fixture
 def app(pool, slack: FakeSlack) -> AsyncApp:
-    return build_app(slack, SlackCommandDesk(pool, None))
+    return build_app(slack, SlackCommandService(pool, None))
 
 
 def slash(slack: FakeSlack, command: str, text: str = "", *, user: str = "U0ALICE") -> dict[str, Any]:
@@ -298,7 +298,7 @@ async def test_hostile_case_text_comes_out_escaped(pool, app, slack):
 
 
 async def test_a_slow_lookup_is_acknowledged_at_once_and_answered_through_the_response_url(pool, slack):
-    class SlowDesk(SlackCommandDesk):
+    class SlowDesk(SlackCommandService):
         async def find_case(self, query: CaseQuery):
             await asyncio.sleep(0.3)
             return await super().find_case(query)
@@ -313,7 +313,7 @@ async def test_a_slow_lookup_is_acknowledged_at_once_and_answered_through_the_re
 
 
 async def test_a_failing_lookup_is_acknowledged_and_the_person_gets_an_error_id(pool, slack):
-    class BrokenDesk(SlackCommandDesk):
+    class BrokenDesk(SlackCommandService):
         async def find_case(self, query: CaseQuery):
             raise RuntimeError("database is down")
 
@@ -415,7 +415,7 @@ def big_case(**changes: Any) -> CaseDetail:
 
 @pytest.mark.parametrize("status", ["awaiting_review", "human_owned", "replied", "made_up_state"])
 def test_a_case_with_enormous_hostile_fields_fits_slacks_limits(status):
-    reply = case_reply(big_case(status=status))
+    reply = case_reply(big_case(status=status, reviewable=status in ("awaiting_review", "human_owned")))
     assert_valid_blocks(reply.blocks, max_blocks=mrkdwn.BLOCKS_PER_MESSAGE)
     rendered = texts({"text": reply.text, "blocks": reply.blocks})
     assert not any(markup in rendered for markup in RAW_MARKUP)

@@ -44,7 +44,7 @@ async def test_every_configured_service_is_reached_through_its_sdk(make_settings
             FakeGmail() as gmail, FakeJira() as jira:
         settings = make_settings(**service_settings(slack, anthropic, openai, gmail, jira, gmail_token(tmp_path)))
         checks = {c.name: c for c in await run_checks(settings)}
-        assert set(checks) == {"database", "pgvector", "slack", "anthropic", "openai", "gmail", "jira"}
+        assert set(checks) == {"database", "pgvector", "triage", "slack", "anthropic", "openai", "gmail", "jira"}
         assert all(c.configured and c.ok for c in checks.values()), checks
         assert "support@example.com" in checks["gmail"].detail
         assert slack.calls("auth.test") and anthropic.requests_to("/v1/models")

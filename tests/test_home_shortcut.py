@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -19,14 +18,16 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.services.home import SlackHomeDesk, run_create_case_job
+from bot.services.home import SlackHomeService
 from bot.settings import Settings
 from db import intake as intake_db
 from db.cases import ActorType, CaseStatus, transition
 from db.pool import transaction
 from handlers import errors, home, shortcut
 from handlers.home_views import HomeFacts, MyCase, TodayCounts, WaitingCase, home_view
+from handlers.services import Services
 from pipelines.intake.slack import CREATE_CASE_JOB
+from pipelines.jobs import ShortcutRequest
 from tests.fakes.slack import FakeSlack
 
 S = CaseStatus
@@ -49,21 +50,22 @@ def client(slack: FakeSlack) -> AsyncWebClient:
 
 
 @pytest.fixture
-def desk(pool, client: AsyncWebClient) -> SlackHomeDesk:
-    return SlackHomeDesk(pool, client, Settings(_env_file=None, slack_review_channel=REVIEW_CHANNEL))
+def desk(pool, client: AsyncWebClient) -> SlackHomeService:
+    return SlackHomeService(pool, client, Settings(_env_file=None, slack_review_channel=REVIEW_CHANNEL))
 
 
 @pytest.fixture
-def app(desk: SlackHomeDesk, client: AsyncWebClient) -> AsyncApp:
+def app(desk: SlackHomeService, client: AsyncWebClient) -> AsyncApp:
     # The production app acks before its listeners finish; here they finish before dispatch returns, so the
     # test sees their effects, and the three-second bound below then covers the whole listener.
     app = AsyncApp(client=client, process_before_response=True)
 
-    async def inject_deps(context: dict, next: Any) -> None:  # noqa: A002 (Bolt's name)
-        context["deps"] = SimpleNamespace(home_desk=desk)
+    async def inject_services(context: dict, next: Any) -> None:  # noqa: A002 (Bolt's name)
+        # Only the App Home and shortcut listeners are registered: the other services go unused.
+        context["services"] = Services(review=None, home=desk, commands=None)  # type: ignore[arg-type]
         await next()
 
-    app.middleware(inject_deps)
+    app.middleware(inject_services)
     errors.register(app)
     home.register(app)
     shortcut.register(app)
@@ -102,11 +104,10 @@ def customer_message(text: str = "My card was charged twice for one order", *, u
     return {"user": user, "ts": ts, "text": text}
 
 
-async def run_shortcut_jobs(pool, desk: SlackHomeDesk, *, together: bool = False) -> int:
+async def run_shortcut_jobs(pool, desk: SlackHomeService, *, together: bool = False) -> int:
     """Run the queued shortcut jobs as the worker would (one after the other, or all at once)."""
     rows = await pool.fetch("SELECT id, payload FROM pgqueuer WHERE entrypoint = $1 ORDER BY id", CREATE_CASE_JOB)
-    deps = SimpleNamespace(home_desk=desk)
-    runs = [run_create_case_job(deps, bytes(r["payload"])) for r in rows]  # type: ignore[arg-type]
+    runs = [desk.create_case_from_shortcut(ShortcutRequest.from_payload(bytes(r["payload"]))) for r in rows]
     if together:
         await asyncio.gather(*runs)
     else:
@@ -186,9 +187,9 @@ async def test_a_failed_answer_is_retried_by_the_job_and_posted_once(pool, slack
     payload = bytes(await pool.fetchval("SELECT payload FROM pgqueuer WHERE entrypoint = $1", CREATE_CASE_JOB))
     slack.fail_next("chat.postMessage", "internal_error")
     with pytest.raises(Exception, match="internal_error"):
-        await run_create_case_job(SimpleNamespace(home_desk=desk), payload)  # type: ignore[arg-type]
+        await desk.create_case_from_shortcut(ShortcutRequest.from_payload(payload))
     assert thread_replies(slack) == []
-    await run_create_case_job(SimpleNamespace(home_desk=desk), payload)  # type: ignore[arg-type]  # the retry
+    await desk.create_case_from_shortcut(ShortcutRequest.from_payload(payload))  # the retry
     assert await pool.fetchval("SELECT count(*) FROM cases") == 1
     assert len(thread_replies(slack)) == 1 and slack.ephemeral == []
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.adapters.jira_tracker import Escalation, IssueRef, JiraTracker, Tracker, TrackerError
+from pipelines.adapters.jira_tracker import JiraTracker
+from pipelines.ports import Escalation, IssueRef, Tracker, TrackerError
 from tests.fakes.jira import FakeJira
 
 CREATE = "/rest/api/2/issue"

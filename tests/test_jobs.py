@@ -11,7 +11,6 @@ from datetime import datetime, UTC
 
 import pytest
 
-from bot.deps import Deps
 from bot.runtime.metrics import Metrics
 from bot.runtime.scheduler import Schedule, Scheduler, local_day
 from bot.runtime.worker import Worker
@@ -59,9 +58,8 @@ async def test_a_dedupe_key_makes_the_second_enqueue_a_no_op(pool):
 
 async def test_scheduled_ticks_enqueue_one_job_per_period_across_replicas(pool, make_settings):
     settings = make_settings()
-    deps = Deps(settings, pool, Metrics())
     schedule = Schedule("demo.daily", CronTrigger(hour=3), local_day(ZoneInfo("Europe/Paris")))
-    replicas = [Scheduler(deps, [schedule]) for _ in range(3)]
+    replicas = [Scheduler(pool, Metrics(), settings.zone, [schedule]) for _ in range(3)]
     at = datetime(2026, 11, 22, 2, 30, tzinfo=UTC)
     outcomes = await asyncio.gather(*(r.tick(schedule, at) for r in replicas))
     assert sorted(outcomes) == [False, False, True]
@@ -79,12 +77,12 @@ async def test_failures_retry_with_backoff_then_succeed(pool, make_settings):
     settings = make_settings(job_retry_base_seconds=0.3, job_max_attempts=5)
     calls: list[float] = []
 
-    async def flaky(deps, payload):
+    async def flaky(payload):
         calls.append(time.monotonic())
         if len(calls) < 3:
             raise ConnectionError("upstream not ready")
 
-    worker = Worker(Deps(settings, pool, Metrics()), {"demo.flaky": flaky})
+    worker = Worker(pool, settings, Metrics(), {"demo.flaky": flaky})
     async with pool.acquire() as conn:
         await jobs.enqueue(conn, "demo.flaky", b"{}")
     await worker.start()
@@ -106,13 +104,13 @@ async def test_exhausted_jobs_stay_visible_and_can_be_retried(pool, make_setting
     attempts = []
     fail = True
 
-    async def broken(deps, payload):
+    async def broken(payload):
         attempts.append(payload)
         if fail:
             raise ValueError("the payload names no case")
 
     metrics = Metrics()
-    worker = Worker(Deps(settings, pool, metrics), {"demo.broken": broken})
+    worker = Worker(pool, settings, metrics, {"demo.broken": broken})
     async with pool.acquire() as conn:
         await jobs.enqueue(conn, "demo.broken", b'{"n": 1}')
     await worker.start()

@@ -22,6 +22,7 @@ from db.pool import create_pool, transaction
 from pipelines.kb.documents import CHUNK_WORDS, OVERLAP_WORDS, Article, ArticleMeta, KbFileError, chunk, collect, read_file
 from pipelines.kb.ingest import ingest, reembed
 from pipelines.kb.search import search
+from pipelines.ports import LLMUsage
 from tests.cli_runner import ROOT, cx, cx_env
 from tests.test_cli_intake import count
 
@@ -48,10 +49,10 @@ class CountingEmbedder:
         v = np.random.default_rng(seed).normal(size=self.dimensions)
         return (v / np.linalg.norm(v)).astype(np.float32)
 
-    async def embed(self, texts: list[str]) -> tuple[np.ndarray, None]:
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage]:
         self.calls += 1
         self.texts += texts
-        return np.vstack([self.vector(t) for t in texts]), None
+        return np.vstack([self.vector(t) for t in texts]), LLMUsage(step="embedding", provider="local", model=self.model)
 
 
 def load(*paths: Path) -> list[Article]:

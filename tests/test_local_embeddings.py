@@ -17,7 +17,9 @@ from tests.test_pipeline_e2e import HISTORY
 async def test_the_shipped_minilm_embeds_offline():
     embedder = LocalEmbedder("all-MiniLM-L6-v2")
     vectors, usage = await embedder.embed(["my card has not arrived", "my new card is not here yet", "what is the FX rate"])
-    assert vectors.shape == (3, 384) and embedder.dimensions == 384 and usage is None
+    assert vectors.shape == (3, 384) and embedder.dimensions == 384
+    # A local model's call is accounted too (at zero cost: llm_usage prices provider local at 0).
+    assert (usage.step, usage.provider, usage.model) == ("embedding", "local", "all-MiniLM-L6-v2")
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
 
@@ -31,7 +33,8 @@ async def test_the_full_local_recipe_trains_and_classifies(pool):
     report = await train_local(pool, embedder)
     assert report.kind == "tfidf-svm+frozen-knn+tuned-minilm"
     triager = LocalTriager(pool, TAXONOMY, embedder)
-    labels, confidence = await triager.classify(["somebody stole my card on the train", "my card never arrived"])
+    classified = await triager.classify(["somebody stole my card on the train", "my card never arrived"])
+    labels, confidence = classified.labels, classified.confidence
     assert labels == ["lost_or_stolen_card", "card_arrival"]
     assert all(0 < c <= 1 for c in confidence)
     async with pool.acquire() as conn:

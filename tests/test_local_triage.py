@@ -40,11 +40,11 @@ async def test_a_correction_is_learned_at_once_without_retraining(pool):
         assert report.embedded_now == 18 and report.kind == "tfidf-svm+frozen-knn"
         triager = LocalTriager(pool, TAXONOMY, embedder, refresh_seconds=0)
         odd = "please freeze everything right now"
-        [before], _ = await triager.classify([odd])
+        [before] = (await triager.classify([odd])).labels
 
         wanted = next(label for label in HISTORY if label != before)
         await add_history(pool, [(odd, wanted)], source="correction")
-        [after], [confidence] = await triager.classify([odd])
+        [after] = (await triager.classify([odd])).labels
         assert after == wanted, "the correction counts before any retrain"
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM triage_models") == 1

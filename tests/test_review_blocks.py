@@ -80,6 +80,7 @@ def make_card(**changes: Any) -> ReviewCard:
         draft="Sorry about the double charge: we have refunded it.",
         citations=(("Refund policy", KB_URL),),
         state="awaiting_review",
+        actionable=True,
         owner=None,
         outcome=None,
         acted_by=None,
@@ -277,7 +278,8 @@ def test_every_card_is_valid_block_kit_within_slacks_limits(make, state):
 
 def test_a_minimal_card_is_valid():
     card = ReviewCard(
-        case_id=CASE_ID, short_id="CX-000001", priority="low", review_reason="", message="", state="awaiting_review"
+        case_id=CASE_ID, short_id="CX-000001", priority="low", review_reason="", message="", state="awaiting_review",
+        actionable=True,
     )
     blocks = review_card_blocks(card)
     assert_valid_blocks(blocks, max_blocks=mrkdwn.BLOCKS_PER_MESSAGE)
@@ -386,7 +388,7 @@ def test_take_is_hidden_once_someone_owns_the_case():
 
 @pytest.mark.parametrize("state", ["sending", "replied", "resolved", "closed", "escalated", "new", "drafting"])
 def test_spent_buttons_disappear_after_an_outcome(state):
-    card = make_card(state=state, outcome="Approved and sent", acted_by=ACTOR, acted_at=ACTED_AT)
+    card = make_card(state=state, actionable=False, outcome="Approved and sent", acted_by=ACTOR, acted_at=ACTED_AT)
     blocks = review_card_blocks(card)
     assert buttons(blocks) == {}
     status = next(b for b in blocks if b["block_id"] == "card_status")["elements"][0]["text"]

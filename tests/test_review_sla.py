@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.services.review_sla import ReviewSlaJob
+from bot.services.review_sla import ReviewSlaService
 from bot.settings import Settings
 from db import intake as intake_db
 from db import review as review_db
@@ -23,7 +23,7 @@ from pipelines.review import decisions as review
 from pipelines.review import sla as review_sla
 from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
 from pipelines.drafting.step import draft_case
-from pipelines.review.requests import ActionRequest, ReviewAction
+from pipelines.jobs import ActionRequest, ReviewAction
 from tests.fakes.slack import FakeSlack
 from pipelines.triage.step import triage_case
 from tests.test_drafting import POLICY, SENDER, review_case
@@ -41,20 +41,22 @@ async def slack() -> AsyncIterator[FakeSlack]:
         yield fake
 
 
-def sla_job(pool, slack: FakeSlack, *, group: str | None = REVIEWERS) -> ReviewSlaJob:
+def sla_job(pool, slack: FakeSlack, *, group: str | None = REVIEWERS) -> ReviewSlaService:
     settings = Settings(_env_file=None, slack_review_channel=REVIEW_CHANNEL, slack_alerts_channel=ALERTS_CHANNEL,
                         slack_reviewer_group=group, review_timeout_hours=2)
-    return ReviewSlaJob(pool, AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/"), settings)
+    return ReviewSlaService(pool, AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/"), settings)
 
 
 async def case_in_review(pool, *, card: bool = True, another: bool = False) -> tuple[UUID, datetime]:
     """A case awaiting review, its review opened with a two-hour timeout; returns it and its due time.
     `another`: a second customer's case, for tests that need two."""
     case_id = await another_review_case(pool) if another else (await review_case(pool))[0]
-    facts = await review.prepare_card(pool, case_id, timeout_hours=2)
+    async with pool.acquire() as conn:
+        facts = await review.prepare_card(conn, case_id, timeout_hours=2)
     assert facts is not None and facts.review_status == "pending"
     if card:
-        await review.record_card(pool, case_id, REVIEW_CHANNEL, CARD_TS)
+        async with pool.acquire() as conn:
+            await review.record_card(conn, case_id, REVIEW_CHANNEL, CARD_TS)
     return case_id, await pool.fetchval("SELECT due_at FROM review_queue WHERE case_id = $1", case_id)
 
 
@@ -128,7 +130,7 @@ async def test_a_reminder_in_the_cards_thread_then_an_alert_at_the_timeout_each_
 
 async def test_a_review_decided_before_it_is_due_gets_neither(pool, slack):
     case_id, due = await case_in_review(pool)
-    result = await review.apply(pool, SENDER, ActionRequest(ReviewAction.REJECT, "U0ALICE", case_id,
+    result = await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.REJECT, reviewer="U0ALICE", case_id=case_id,
                                                             reason="inaccurate"))
     assert result.done
     job = sla_job(pool, slack)
@@ -169,7 +171,8 @@ async def test_a_failed_post_is_not_claimed_and_goes_out_on_the_next_run(pool, s
 async def test_one_failed_post_does_not_hold_up_the_others(pool, slack):
     first, due = await case_in_review(pool)
     second, _ = await case_in_review(pool, card=False, another=True)
-    await review.record_card(pool, second, REVIEW_CHANNEL, "1700000000.000200")
+    async with pool.acquire() as conn:
+        await review.record_card(conn, second, REVIEW_CHANNEL, "1700000000.000200")
     slack.fail_next("chat.postMessage")
     run = await sla_job(pool, slack).run(due - timedelta(minutes=29))
     assert len(run.failed) == 1 and len(run.reminders) == 1
@@ -233,7 +236,8 @@ async def test_a_review_without_a_posted_card_waits_for_its_card(pool, slack):
     job = sla_job(pool, slack)
     run = await job.run(due - timedelta(minutes=29))
     assert (run.reminders, slack.messages) == ((), [])
-    await review.record_card(pool, case_id, REVIEW_CHANNEL, CARD_TS)
+    async with pool.acquire() as conn:
+        await review.record_card(conn, case_id, REVIEW_CHANNEL, CARD_TS)
     run = await job.run(due - timedelta(minutes=28))
     assert [n.case_id for n in run.reminders] == [case_id]
     assert slack.messages[0]["thread_ts"] == CARD_TS
@@ -264,7 +268,7 @@ async def test_the_subject_is_escaped_and_without_a_group_the_reminder_names_rev
 
 async def test_a_taken_case_reminds_the_reviewer_who_took_it(pool, slack):
     case_id, due = await case_in_review(pool)
-    assert (await review.apply(pool, SENDER, ActionRequest(ReviewAction.TAKE, "U0BOB", case_id))).done
+    assert (await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.TAKE, reviewer="U0BOB", case_id=case_id))).done
     job = sla_job(pool, slack)
     await job.run(due - timedelta(minutes=29))
     await job.run(due + timedelta(minutes=1))

@@ -19,9 +19,8 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clients import slack_client
-from bot.deps import Deps
+from bot.deps import Deps, with_slack
 from bot.runtime.metrics import Metrics
-from bot.services.review import SlackReviewDesk
 from bot.settings import Settings
 from bot.slack.app import build_slack_app, http_route
 from bot.slack.thread_poster import SlackThreadPoster
@@ -31,9 +30,9 @@ from pipelines.review import decisions as review
 from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
 from pipelines.drafting.step import draft_case
 from pipelines.replies.outbox import Channels, SendResult, send_reply
-from pipelines.review.requests import ActionRequest, ReviewAction
+from pipelines.jobs import ActionRequest, ReviewAction
 from pipelines.triage.step import triage_case
-from bot.runtime.worker import job_handlers
+from bot.jobs import job_handlers
 from pipelines.adapters.jira_tracker import JiraTracker
 from tests.fakes.jira import FakeJira
 from tests.fakes.slack import FakeSlack
@@ -57,8 +56,7 @@ def deps(pool, slack: FakeSlack) -> Deps:
                         slack_bot_token="xoxb-test", slack_api_url=slack.url + "/api/")
     client = slack_client(settings)  # the product's client, with its rate-limit retries
     assert client is not None
-    return Deps(settings=settings, pool=pool, metrics=Metrics(), slack=client,
-                review=SlackReviewDesk(pool, client, settings, SENDER, taxonomy=TAXONOMY))
+    return with_slack(Deps(settings=settings, pool=pool, metrics=Metrics(), taxonomy=TAXONOMY), client)
 
 
 async def run_jobs(deps: Deps, name: str) -> int:
@@ -66,7 +64,7 @@ async def run_jobs(deps: Deps, name: str) -> int:
     ran = 0
     for entrypoint, payload in await jobs_queued(deps.pool):
         if entrypoint == name:
-            await job_handlers()[name](deps, json.dumps(payload).encode())
+            await job_handlers(deps)[name](json.dumps(payload).encode())
             ran += 1
     await deps.pool.execute("DELETE FROM pgqueuer WHERE entrypoint = $1", name)
     return ran
@@ -87,7 +85,7 @@ def button(card: dict[str, Any], action_id: str) -> dict[str, Any]:
 
 
 async def dispatch(deps: Deps, body: dict[str, Any]) -> int:
-    app = build_slack_app(deps, deps.slack)
+    app = build_slack_app(deps.services, deps.slack)
     response = await app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
     return response.status
 
@@ -100,7 +98,7 @@ async def test_a_review_card_is_posted_once_with_its_buttons(deps, slack):
     row = await deps.pool.fetchrow("SELECT channel_id, ts FROM slack_messages WHERE case_id = $1", case_id)
     assert tuple(row) == (REVIEW_CHANNEL, card["ts"])
     # A retried card job updates the same message instead of posting another.
-    await job_handlers()["case.review_card"](deps, json.dumps({"case_id": str(case_id)}).encode())
+    await job_handlers(deps)["case.review_card"](json.dumps({"case_id": str(case_id)}).encode())
     assert len([m for m in slack.messages if m["thread_ts"] is None]) == 1
     assert slack.calls("chat.update")
 
@@ -179,7 +177,7 @@ async def test_a_card_that_cannot_be_posted_stays_queued(deps, slack):
     case_id, _ = await review_case(deps.pool)
     slack.fail_next("chat.postMessage", "channel_not_found")
     with pytest.raises(Exception, match="channel_not_found"):
-        await job_handlers()["case.review_card"](deps, json.dumps({"case_id": str(case_id)}).encode())
+        await job_handlers(deps)["case.review_card"](json.dumps({"case_id": str(case_id)}).encode())
     assert await deps.pool.fetchval("SELECT count(*) FROM slack_messages") == 0
     assert "case.review_card" in [j for j, _ in await jobs_queued(deps.pool)]
 
@@ -190,8 +188,7 @@ async def test_escalate_files_one_jira_issue_and_links_it_on_the_card(pool, slac
                             jira_url=jira.url, jira_email="bot@example.com", jira_api_token="token")
         client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
         tracker = JiraTracker(jira.url, "bot@example.com", "token", "SUP")
-        deps = Deps(settings=settings, pool=pool, metrics=Metrics(), slack=client,
-                    review=SlackReviewDesk(pool, client, settings, SENDER, tracker))
+        deps = with_slack(Deps(settings=settings, pool=pool, metrics=Metrics()), client, tracker)
         (case_id, _), card = await posted_card(deps, slack)
         await dispatch(deps, slack.block_actions(card, "review_escalate", "U0ALICE"))
         await dispatch(deps, slack.block_actions(card, "review_escalate", "U0BOB"))
@@ -253,7 +250,7 @@ async def test_an_edit_with_a_subcategory_of_another_category_is_refused_in_the_
     (view,) = await slack.wait_until(lambda: list(slack.views.values()))
     values = {"reply": {"reply": {"type": "plain_text_input", "value": "Hi"}},
               "category": {"category": chosen("card_delivery")}, "subcategory": {"subcategory": chosen("top_up_failed")}}
-    app = build_slack_app(deps, deps.slack)
+    app = build_slack_app(deps.services, deps.slack)
     response = await app.async_dispatch(AsyncBoltRequest(body=submission(slack, view, "U0ALICE", values),
                                                          mode="socket_mode"))
     assert json.loads(response.body)["response_action"] == "errors"
@@ -263,7 +260,7 @@ async def test_an_edit_with_a_subcategory_of_another_category_is_refused_in_the_
 async def test_http_mode_checks_slacks_signature_and_queues_the_click(deps, slack):
     _, card = await posted_card(deps, slack)
     app = web.Application()
-    app.router.add_post("/slack/events", http_route(build_slack_app(deps, deps.slack, "signing-secret")))
+    app.router.add_post("/slack/events", http_route(build_slack_app(deps.services, deps.slack, "signing-secret")))
     body = urlencode({"payload": json.dumps(slack.block_actions(card, "review_approve", "U0ALICE"))})
     stamp = str(int(time.time()))
     signature = SignatureVerifier("signing-secret").generate_signature(timestamp=stamp, body=body)
@@ -283,7 +280,7 @@ async def test_http_mode_checks_slacks_signature_and_queues_the_click(deps, slac
 async def test_a_deleted_card_is_posted_again_while_the_case_waits(deps, slack):
     (case_id, _), card = await posted_card(deps, slack)
     slack.messages.remove(next(m for m in slack.messages if m["ts"] == card["ts"]))
-    await job_handlers()["case.review_card"](deps, json.dumps({"case_id": str(case_id)}).encode())
+    await job_handlers(deps)["case.review_card"](json.dumps({"case_id": str(case_id)}).encode())
     (again,) = [m for m in slack.messages if m["thread_ts"] is None]
     assert again["ts"] != card["ts"]
     assert await deps.pool.fetchval("SELECT ts FROM slack_messages WHERE case_id = $1", case_id) == again["ts"]
@@ -293,7 +290,7 @@ async def test_a_ratelimited_card_post_is_retried_after_retry_after(deps, slack)
     case_id, _ = await review_case(deps.pool)
     slack.ratelimit_next("chat.postMessage", retry_after=1)
     started = time.monotonic()
-    await job_handlers()["case.review_card"](deps, json.dumps({"case_id": str(case_id)}).encode())
+    await job_handlers(deps)["case.review_card"](json.dumps({"case_id": str(case_id)}).encode())
     assert time.monotonic() - started >= 1  # waited as Slack asked
     assert len(slack.calls("chat.postMessage")) == 2  # the 429, then the post
     assert await deps.pool.fetchval("SELECT count(*) FROM slack_messages WHERE case_id = $1", case_id) == 1
@@ -318,7 +315,7 @@ async def slack_case(deps: Deps, slack: FakeSlack) -> tuple[Any, Any, str]:
 
 async def test_the_reply_to_a_slack_case_goes_to_its_thread_once(deps, slack):
     case_id, draft_id, root_ts = await slack_case(deps, slack)
-    assert (await review.apply(deps.pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U0ALICE", case_id, draft_id))).done
+    assert (await review.apply(deps.pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U0ALICE", case_id=case_id, draft_id=draft_id))).done
     assert await deps.pool.fetchval("SELECT channel FROM reply_outbox") == "slack"
     await run_jobs(deps, "reply.send")
     (reply,) = [m for m in slack.messages if m["thread_ts"] == root_ts]
@@ -330,7 +327,7 @@ async def test_the_reply_to_a_slack_case_goes_to_its_thread_once(deps, slack):
 
 async def test_a_slack_reply_posted_before_the_worker_died_is_found_not_posted_again(deps, slack):
     case_id, draft_id, root_ts = await slack_case(deps, slack)
-    await review.apply(deps.pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U0ALICE", case_id, draft_id))
+    await review.apply(deps.pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U0ALICE", case_id=case_id, draft_id=draft_id))
     out = await deps.pool.fetchrow("SELECT outbox_id, draft_key, body FROM reply_outbox")
     # The worker posted and died before recording it: the row is left in `sending`.
     await deps.pool.execute("UPDATE reply_outbox SET status = 'sending'")
@@ -343,7 +340,7 @@ async def test_a_slack_reply_posted_before_the_worker_died_is_found_not_posted_a
 
 async def test_a_reply_slack_refuses_for_good_goes_back_to_review_instead_of_retrying(deps, slack):
     case_id, draft_id, root_ts = await slack_case(deps, slack)
-    await review.apply(deps.pool, SENDER, ActionRequest(ReviewAction.APPROVE, "U0ALICE", case_id, draft_id))
+    await review.apply(deps.pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U0ALICE", case_id=case_id, draft_id=draft_id))
     await deps.pool.execute("DELETE FROM pgqueuer WHERE entrypoint = 'case.review_card'")
     slack.fail_next("chat.postMessage", "not_in_channel")
     assert await run_jobs(deps, "reply.send") == 1  # returned normally: no retry would help

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.deps import Deps
+from bot.deps import Deps, with_slack
 from bot.runtime.metrics import Metrics
-from bot.services.review import SlackReviewDesk
 from bot.settings import Settings
 from bot.slack.app import build_slack_app, socket_mode_handler
-from bot.runtime.worker import Worker, job_handlers
+from bot.jobs import job_handlers
+from bot.runtime.worker import Worker
 from db import jobs
 from handlers.review_card import review_card_blocks
 from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
@@ -54,11 +54,12 @@ async def desk(pool, gmail) -> AsyncIterator[Desk]:  # noqa: F811
         client = AsyncWebClient(token="xoxb-test", base_url=slack.url + "/api/")
         # The drafter and taxonomy are there for the case.draft job triage left queued: the real
         # worker runs it too, and finds the case already drafted.
-        deps = Deps(settings=settings, pool=pool, metrics=Metrics(), taxonomy=TAXONOMY, mailbox=mailbox,
-                    drafter=FallbackDrafter(None, ExtractiveDrafter(company="Northwind Bank", high=0.85)),
-                    slack=client, review=SlackReviewDesk(pool, client, settings, SENDER))
-        handler = socket_mode_handler(build_slack_app(deps, client), "xapp-test")
-        worker = Worker(deps, job_handlers())
+        deps = with_slack(Deps(settings=settings, pool=pool, metrics=Metrics(), taxonomy=TAXONOMY, mailbox=mailbox,
+                               drafter=FallbackDrafter(None, ExtractiveDrafter(company="Northwind Bank", high=0.85))),
+                          client)
+        assert deps.services is not None
+        handler = socket_mode_handler(build_slack_app(deps.services, client), "xapp-test")
+        worker = Worker(pool, settings, deps.metrics, job_handlers(deps))
         await handler.connect_async()
         try:
             await slack.wait_connected()

@@ -15,7 +15,8 @@ from pipelines.models import IntakeRequest, TriageResult
 from pipelines.triage.routing import Thresholds
 from pipelines.taxonomy import load_taxonomy
 from pipelines.triage.step import triage_case
-from pipelines.triage.triagers import CascadeTriager, ClaudeTriager, Triaged, TriageInput
+from pipelines.ports import Triaged, TriageInput
+from pipelines.triage.triagers import CascadeTriager, ClaudeTriager
 from prompts import load
 from tests.fakes.anthropic import FakeAnthropic
 

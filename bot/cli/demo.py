@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from bot.ai import build_drafter, build_embedder, build_triager
-from bot.services.review import SlackReviewDesk
+from bot.services.review import SlackReviewService
 from bot.slack.recorder import RecordingSlack, block_kit_builder_link
 from bot.settings import PROJECT_ROOT, Settings
 from db import drafts as drafts_db
@@ -107,9 +107,9 @@ async def _record_slack(settings: Settings, pool: asyncpg.Pool, taxonomy: Taxono
     """The review cards the product would post, through the real card job, with every Slack call
     recorded to `slack_out` instead of sent."""
     recorder = RecordingSlack()
-    desk = SlackReviewDesk(pool, recorder, settings, sender, taxonomy=taxonomy)
+    review = SlackReviewService(pool, recorder, settings, sender, taxonomy=taxonomy)
     for case_id in case_ids:
-        await desk.post_card(case_id)
+        await review.post_card(case_id)
     written = recorder.write(slack_out)
     out.print(f"Slack: {len(written)} calls written to {slack_out} (one JSON file each, and summary.json).")
     for call in recorder.calls:

@@ -8,12 +8,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import asyncpg
+
 from bot import clients
+from bot.ai import embedding_model
 from bot.runtime.database import DatabaseUnavailable, connect, resolve_dsn
 from bot.settings import Settings
 from db import admin
 from db import health as db_health
 from db.migrate import status as migration_status
+from pipelines.triage.readiness import readiness
 
 _TIMEOUT = 10.0
 
@@ -53,11 +57,14 @@ async def _database_checks(settings: Settings) -> list[Check]:
         return [
             Check("database", True, False, str(exc)),
             Check("pgvector", True, False, "database unreachable"),
+            Check("triage", True, False, "database unreachable"),
         ]
     try:
         facts = await db_health.ping(conn)
         pending = [m for m in await migration_status(conn) if m.applied_at is None]
         available = await admin.available_vector_version(conn)
+        triage = await _triage_check(conn, settings) if not pending else Check(
+            "triage", False, None, "not checked until the schema is migrated (cx db migrate)")
     finally:
         await conn.close()
     where = "embedded" if settings.database_url is None else "DATABASE_URL"
@@ -75,7 +82,17 @@ async def _database_checks(settings: Settings) -> list[Check]:
         vector = Check("pgvector", True, True, f"vector {available} available, created by cx db migrate")
     else:
         vector = Check("pgvector", True, False, "the server has no pgvector extension")
-    return [database, vector]
+    return [database, vector, triage]
+
+
+async def _triage_check(conn: asyncpg.Connection, settings: Settings) -> Check:
+    """Configured when some triager can answer; with no model and no key it is "not configured"
+    (every case goes to a person), like any other part not set up yet."""
+    ready = await readiness(conn, claude=settings.anthropic_api_key is not None,
+                            embedding_model=embedding_model(settings))
+    if not ready.ready:
+        return Check("triage", False, None, ready.detail)
+    return Check("triage", True, True, ready.detail)
 
 
 async def run_checks(settings: Settings) -> list[Check]:

@@ -69,9 +69,9 @@ async def eval_triage(
         confidence: list[float] = []
         started = time.perf_counter()
         for i in range(0, len(texts), 256):
-            labels, conf = await triager.classify(texts[i : i + 256])
-            predicted.extend(labels)
-            confidence.extend(float(c) for c in conf)
+            classified = await triager.classify(texts[i : i + 256])
+            predicted.extend(classified.labels)
+            confidence.extend(float(c) for c in classified.confidence)
         classify_seconds = time.perf_counter() - started
         # Per-case latency is what a live case sees: one text at a time (median and 95th percentile).
         single: list[float] = []

@@ -175,13 +175,13 @@ async def scratch_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterato
     """A pool on a new, migrated, throw-away database on the same server (for evaluations)."""
     dsn = await resolve_dsn(settings)
     name = f"cx_scratch_{uuid.uuid4().hex[:10]}"
-    admin = await connect(dsn)
+    conn = await connect(dsn)
     try:
-        await admin.execute(f"CREATE DATABASE {name}")
+        await admin.create_database(conn, name)
     except asyncpg.PostgresError as exc:
         raise DatabaseUnavailable(f"cannot create a scratch database on {redact(dsn)}: {exc}") from exc
     finally:
-        await admin.close()
+        await conn.close()
     scratch = with_database(dsn, name)
     try:
         await migrate_database(scratch)
@@ -191,8 +191,8 @@ async def scratch_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterato
         finally:
             await pool.close()
     finally:
-        admin = await connect(dsn)
+        conn = await connect(dsn)
         try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await admin.drop_database(conn, name)
         finally:
-            await admin.close()
+            await conn.close()

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, UTC
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.deps import Deps
+from bot.runtime.metrics import Metrics
 from bot.settings import Settings
 from db import jobs
 from pipelines.jobs import JobName
@@ -49,17 +50,17 @@ def schedules(settings: Settings, *, gmail: bool) -> list[Schedule]:
 
 
 class Scheduler:
-    def __init__(self, deps: Deps, plan: list[Schedule]) -> None:
-        self._deps = deps
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, zone: ZoneInfo, plan: list[Schedule]) -> None:
+        self._pool, self._metrics = pool, metrics
         self._plan = plan
-        self._aps = AsyncIOScheduler(timezone=deps.settings.zone)
+        self._aps = AsyncIOScheduler(timezone=zone)
 
     async def tick(self, schedule: Schedule, now: datetime | None = None) -> bool:
         """Enqueue the job for the period `now` falls in; False if some replica already did."""
         period = schedule.period_of(now or datetime.now(UTC))
-        async with self._deps.pool.acquire() as conn:
+        async with self._pool.acquire() as conn:
             enqueued = await jobs.enqueue_for_period(conn, schedule.job, period, schedule.payload)
-        self._deps.metrics.scheduled.labels(schedule.job, str(enqueued).lower()).inc()
+        self._metrics.scheduled.labels(schedule.job, str(enqueued).lower()).inc()
         log.info("scheduler.tick", job=schedule.job, period=period, enqueued=enqueued)
         return enqueued
 

@@ -1,9 +1,10 @@
-"""The slash commands wired together: `/case` lookups and `/kb` searches for the listeners in
-handlers.commands, with the pipelines' rows turned into the views' dataclasses."""
+"""The slash commands: `/case` lookups and `/kb` searches for the listeners in handlers.commands,
+with the pipelines' rows turned into the views' dataclasses."""
 
 from __future__ import annotations
 
 from dataclasses import fields
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -19,10 +20,12 @@ from handlers.case_views import (
     QueueSize,
     TimelineEntry,
 )
-from handlers.commands import CaseQuery, QueryKind
+from db.cases import REVIEWABLE
+from handlers.case_query import CaseQuery, QueryKind
+from handlers.services import CommandService
 from pipelines.kb import search as kb_search
-from pipelines.review import lookup as case_lookup
 from pipelines.ports import Embedder
+from pipelines.review import lookup as case_lookup
 
 V = TypeVar("V")
 
@@ -34,7 +37,8 @@ def _view(cls: type[V], source: Any, **overrides: Any) -> V:
 
 
 def case_detail(facts: case_lookup.CaseFacts) -> CaseDetail:
-    return _view(CaseDetail, facts, timeline=tuple(_view(TimelineEntry, row) for row in facts.timeline))
+    return _view(CaseDetail, facts, reviewable=facts.status in REVIEWABLE,
+                 timeline=tuple(_view(TimelineEntry, row) for row in facts.timeline))
 
 
 def case_answer(matches: case_lookup.Matches) -> CaseAnswer:
@@ -43,7 +47,13 @@ def case_answer(matches: case_lookup.Matches) -> CaseAnswer:
     return CaseAnswer(matches=tuple(_view(CaseLine, row) for row in matches.cases), total=matches.total)
 
 
-class SlackCommandDesk:
+def queue_size(counts: case_lookup.QueueCounts, now: datetime) -> QueueSize:
+    since = counts.oldest_waiting_since
+    return QueueSize(awaiting_review=counts.awaiting_review, human_owned=counts.human_owned,
+                     escalated=counts.escalated, oldest_wait=now - since if since is not None else None)
+
+
+class SlackCommandService(CommandService):
     def __init__(self, pool: asyncpg.Pool, embedder: Embedder | None) -> None:
         self._pool, self._embedder = pool, embedder
 
@@ -61,7 +71,8 @@ class SlackCommandDesk:
     async def my_cases(self, user_id: str) -> MyCases:
         rows, total = await case_lookup.my_cases(self._pool, user_id)
         queue = await case_lookup.queue_counts(self._pool)
-        return MyCases(cases=tuple(_view(CaseLine, row) for row in rows), total=total, queue=_view(QueueSize, queue))
+        return MyCases(cases=tuple(_view(CaseLine, row) for row in rows), total=total,
+                       queue=queue_size(queue, datetime.now(UTC)))
 
     async def search_kb(self, query: str, k: int) -> list[KbResult]:
         hits = await kb_search.search(self._pool, self._embedder, query, k=k, origin="slack")

@@ -1,37 +1,33 @@
-"""App Home, the "Create support case" shortcut and card-thread notes wired together: the listeners'
-reads and writes, and the shortcut's job (who wrote the message, the case, the answer in its thread)."""
+"""App Home, the "Create support case" shortcut and card-thread notes: the listeners' reads and
+writes, and the shortcut's job (who wrote the message, the case, the answer in its thread)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import asyncpg
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.settings import Settings
-from db import slack_notes as notes_db
+from bot.slack.messages import respond, tell
+from handlers.errors import CANNOT_POST
 from handlers.home_views import MY_CASES_SHOWN, HomeFacts, MyCase, TodayCounts, WaitingCase
-from handlers.shortcut import ShortcutRequest, already_a_case_text, cannot_post_text, case_created_text
+from handlers.services import HomeService
+from handlers.shortcut import already_a_case_text, cannot_post_text, case_created_text
 from pipelines.intake import slack as slack_intake
 from pipelines.intake.slack import SlackMessage, ThreadNote
-
-if TYPE_CHECKING:
-    from bot.deps import Deps
+from pipelines.jobs import ShortcutRequest
+from pipelines.review import lookup
 
 log = structlog.get_logger(__name__)
 
-# Where the bot cannot post; the reporter is then told through the shortcut's response_url.
-_CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action",
-                          "cannot_reply_to_message"})
 # A users.info answer that leaves the author unknown rather than failing the job.
 _UNKNOWN_USER = frozenset({"user_not_found", "user_not_visible", "missing_scope"})
 
 
-class SlackHomeDesk:
+class SlackHomeService(HomeService):
     def __init__(self, pool: asyncpg.Pool, client: AsyncWebClient, settings: Settings) -> None:
         self._pool, self._client, self._settings = pool, client, settings
 
@@ -39,15 +35,14 @@ class SlackHomeDesk:
         now = datetime.now(UTC)
         # "Today" is the desk's day, in the configured time zone, whatever the viewer's.
         midnight = now.astimezone(self._settings.zone).replace(hour=0, minute=0, second=0, microsecond=0)
-        async with self._pool.acquire() as conn:
-            queue = await notes_db.queue_facts(conn)
-            day = await notes_db.day_counts(conn, midnight)
-            mine, total = await notes_db.owned_cases(conn, user_id, MY_CASES_SHOWN)
+        queue = await lookup.queue_counts(self._pool)
+        day = await lookup.day_counts(self._pool, midnight)
+        mine, total = await lookup.my_cases(self._pool, user_id, MY_CASES_SHOWN)
         oldest = None
         if queue.oldest_short_id is not None and queue.oldest_waiting_since is not None:
             oldest = WaitingCase(queue.oldest_short_id, queue.oldest_subject, queue.oldest_waiting_since)
         return HomeFacts(
-            queue_size=queue.queue_size, oldest=oldest,
+            queue_size=queue.awaiting_review, oldest=oldest,
             my_cases=tuple(MyCase(c.short_id, c.status, c.subject) for c in mine), my_total=total,
             today=TodayCounts(created=day.created, replied=day.replied, auto_sent=day.auto_sent,
                               sent_to_review=day.sent_to_review, escalated=day.escalated),
@@ -73,12 +68,16 @@ class SlackHomeDesk:
                                author_id=request.author_id, reporter=request.reporter, author_email=email,
                                author_name=name, thread_ts=request.thread_ts)
         intake = await slack_intake.create_case(self._pool, message)
+        assert intake.case_id is not None and intake.short_id is not None
+        short_id = intake.short_id
 
         async def answer() -> None:
-            await self._answer(request, intake.short_id)
+            await self._answer(request, short_id)
 
         if not await slack_intake.acknowledge_once(self._pool, intake.case_id, message, answer):
-            await self._tell(request, already_a_case_text(intake.short_id))
+            await tell(self._client, channel=request.channel, user=request.reporter,
+                       text=already_a_case_text(short_id), thread_ts=request.reply_thread,
+                       response_url=request.response_url)
         log.info("slack.shortcut_case", case_id=str(intake.case_id), outcome=intake.outcome.value)
 
     async def _author(self, user_id: str | None) -> tuple[str | None, str | None]:
@@ -103,30 +102,6 @@ class SlackHomeDesk:
             await self._client.chat_postMessage(channel=request.channel, thread_ts=request.reply_thread,
                                                 text=case_created_text(short_id, request.reporter))
         except SlackApiError as exc:
-            if exc.response.get("error") not in _CANNOT_POST or not request.response_url:
+            if exc.response.get("error") not in CANNOT_POST or not request.response_url:
                 raise
-            await _respond(request.response_url, cannot_post_text(short_id))
-
-    async def _tell(self, request: ShortcutRequest, text: str) -> None:
-        try:
-            await self._client.chat_postEphemeral(channel=request.channel, user=request.reporter, text=text,
-                                                  thread_ts=request.reply_thread)
-        except SlackApiError as exc:
-            if exc.response.get("error") not in _CANNOT_POST or not request.response_url:
-                raise
-            await _respond(request.response_url, text)
-
-
-async def _respond(response_url: str, text: str) -> None:
-    response = await AsyncWebhookClient(response_url).send(text=text, response_type="ephemeral",
-                                                            replace_original=False)
-    if response.status_code != 200:
-        raise RuntimeError(f"response_url answered {response.status_code}: {response.body}")
-
-
-async def run_create_case_job(deps: Deps, payload: bytes) -> None:
-    """The worker's handler for the shortcut's job (JobName.SLACK_CASE)."""
-    desk = deps.home_desk
-    if desk is None:
-        raise RuntimeError("Slack is not configured (SLACK_BOT_TOKEN)")
-    await desk.create_case_from_shortcut(ShortcutRequest.from_payload(payload))
+            await respond(request.response_url, cannot_post_text(short_id))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -12,20 +13,20 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
-from bot.deps import Deps
+from handlers.services import Services
 
 
-def build_slack_app(deps: Deps, client: AsyncWebClient, signing_secret: str | None = None) -> AsyncApp:
+def build_slack_app(services: Services, client: AsyncWebClient, signing_secret: str | None = None) -> AsyncApp:
     """With a signing secret (HTTP mode), Bolt refuses any request whose signature or timestamp is off."""
     app = AsyncApp(client=client, signing_secret=signing_secret, process_before_response=False,
                    request_verification_enabled=signing_secret is not None)
 
-    async def inject_deps(context: dict, next: object) -> None:  # noqa: A002 (Bolt's name)
-        # Bolt hands context keys to listeners by name, so they can declare `deps`.
-        context["deps"] = deps
-        await next()  # type: ignore[operator]
+    async def inject_services(context: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:  # noqa: A002 (Bolt's name)
+        # Bolt hands context keys to listeners by name, so they can declare `services`.
+        context["services"] = services
+        await next()
 
-    app.middleware(inject_deps)
+    app.middleware(inject_services)
     handlers.register(app)
     return app
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from pipelines.review.requests import ActionRequest
+from pipelines.jobs import ActionRequest
 
 Write = Callable[[Sequence[tuple[str, ActionRequest]]], Awaitable[list[bool]]]
 

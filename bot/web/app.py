@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -14,7 +13,7 @@ from bot.deps import Deps
 from bot.web.http import DEPS, STATUS, RuntimeStatus, errors_as_json
 from db import health as db_health
 from db import jobs
-
+from pipelines.triage.readiness import readiness
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -24,6 +23,8 @@ async def healthz(request: web.Request) -> web.Response:
         async with deps.pool.acquire(timeout=5) as conn:
             facts = await db_health.ping(conn)
             depth = await jobs.depth(conn)
+            triage = await readiness(conn, claude=deps.settings.anthropic_api_key is not None,
+                                     embedding_model=deps.embedder.model if deps.embedder else None)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         body.update(status="error", database={"ok": False, "error": str(exc)})
         return web.json_response(body, status=503)
@@ -35,6 +36,7 @@ async def healthz(request: web.Request) -> web.Response:
         "pgvector": facts.pgvector_version,
     }
     body["queue"] = depth.__dict__
+    body["triage"] = triage.as_dict()  # ready false: no model yet, every case goes to a person
     if status.slack_connected is not None:
         body["slack"] = {"connected": status.slack_connected()}
     return web.json_response(body)

@@ -62,6 +62,7 @@ class AnthropicLLM:
                 "input_tokens": message.usage.input_tokens,
                 "output_tokens": message.usage.output_tokens,
                 "cached_tokens": message.usage.cache_read_input_tokens or 0,
+                "cache_write_tokens": message.usage.cache_creation_input_tokens or 0,
                 "latency_ms": _ms(started),
             }
         )

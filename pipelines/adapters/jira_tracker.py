@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol, Self, get_args
-from uuid import UUID
+from typing import Self
 
 import requests
 from jira import JIRA, JIRAError
 
-Priority = Literal["urgent", "high", "medium", "low"]
+from pipelines.ports import Escalation, IssueRef, TrackerError
+
 # Jira Cloud's default priority scheme; a project with its own scheme answers 400, which is a setup error.
 JIRA_PRIORITIES: dict[str, str] = {"urgent": "Highest", "high": "High", "medium": "Medium", "low": "Low"}
 # Jira counts Java chars (UTF-16 code units), so an emoji costs two.
@@ -27,43 +26,6 @@ PROJECT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 NOFORMAT = re.compile(r"\{noformat(?::[^}]*)?\}", re.I)
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-
-
-@dataclass(frozen=True)
-class IssueRef:
-    key: str
-    url: str
-
-
-@dataclass(frozen=True)
-class Escalation:
-    case_id: UUID
-    short_id: str
-    summary: str
-    description: str  # the customer's own words: filed as data, never as markup
-    priority: Priority
-    labels: tuple[str, ...] = ()
-    reporter_note: str | None = None  # what the agent who escalated adds
-
-    def __post_init__(self) -> None:
-        if self.priority not in get_args(Priority):
-            raise ValueError(f"priority must be one of {get_args(Priority)}, not {self.priority!r}")
-
-
-class TrackerError(Exception):
-    """The tracker refused or could not be reached; `retryable` says whether the same call may succeed later."""
-
-    def __init__(self, message: str, retryable: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-
-
-class Tracker(Protocol):
-    async def escalate(self, escalation: Escalation) -> IssueRef:
-        """File the case's issue, or return the one already filed for it."""
-        ...
 
 
 class JiraTracker:

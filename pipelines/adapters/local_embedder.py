@@ -7,7 +7,9 @@ sentence-transformers, once a probe shows both give the same vectors."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,8 @@ def resolve_model_path(name: str) -> str:
 
 
 def local_embeddings_available() -> bool:
-    try:
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    # Found, not imported: importing it (and torch) takes seconds that a health check should not pay.
+    return importlib.util.find_spec("sentence_transformers") is not None
 
 
 class LocalEmbedder:
@@ -88,8 +87,11 @@ class LocalEmbedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
-    async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage | None]:
-        return await model_thread.run(self.encode, texts), None
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage]:
+        started = time.perf_counter()
+        vectors = await model_thread.run(self.encode, texts)
+        return vectors, LLMUsage(step="embedding", provider=self.provider, model=self.model,
+                                 latency_ms=int((time.perf_counter() - started) * 1000))
 
 
 PROBE = ["Why was I charged twice for my card payment?", "ok", "A longer request, so that the probe also pads: "

@@ -38,7 +38,7 @@ class OpenAIEmbedder:
         self.model = model
         self.dimensions = DIMENSIONS.get(model, 1536)
 
-    async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage | None]:
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, LLMUsage]:
         import openai
 
         started = time.perf_counter()

@@ -4,36 +4,14 @@ draft from the best article. Citations outside the retrieved set are removed her
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import replace
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from pipelines.kb.search import Hit
-from pipelines.ports import LLMError, LLMUsage, StructuredLLM
-from pipelines.triage.triagers import quote_data
-from prompts import Prompt
-
-
-@dataclass(frozen=True)
-class SimilarCase:
-    description: str
-    reply: str
-
-
-@dataclass(frozen=True)
-class DraftInput:
-    case_ref: str
-    subject: str | None
-    body: str
-    customer_name: str | None
-    tier: str
-    category: str | None
-    subcategory: str | None
-    priority: str | None
-    articles: list[Hit]
-    similar: list[SimilarCase] = field(default_factory=list)
+from db.kb import Hit
+from pipelines.ports import Draft, Drafter, DraftInput, LLMError, SimilarCase, StructuredLLM
+from prompts import Prompt, quote_data
 
 
 class ClaudeDraft(BaseModel):
@@ -44,26 +22,6 @@ class ClaudeDraft(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
     questions: list[str] = Field(default_factory=list, max_length=10)
     risks: list[str] = Field(default_factory=list, max_length=10)
-
-
-@dataclass(frozen=True)
-class Draft:
-    reply: str
-    cited: list[UUID]  # only ids among the retrieved articles
-    dropped: list[str]  # cited by the model, not retrieved: removed
-    confidence: float
-    questions: list[str]
-    risks: list[str]
-    drafter: str
-    model: str | None = None
-    prompt_version: str | None = None
-    usage: list[LLMUsage] = field(default_factory=list)
-
-
-class Drafter(Protocol):
-    name: str
-
-    async def draft(self, item: DraftInput) -> Draft: ...
 
 
 def check_citations(cited: list[str], retrieved: list[Hit]) -> tuple[list[UUID], list[str]]:

@@ -3,7 +3,6 @@ either queue the reply or hand the case to a reviewer."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -11,14 +10,16 @@ import asyncpg
 import structlog
 
 from db import drafts as drafts_db
-from db import executions, jobs, usage
+from db import executions
 from db.cases import ActorType, CaseNotFound, CaseStatus, transition
 from db.pool import transaction
 from pipelines.replies import outbox as replies
-from pipelines.drafting.drafters import Draft, Drafter, DraftInput, SimilarCase
+from pipelines.executions import failures_recorded
 from pipelines.jobs import JobName
+from pipelines.queue import queue_case_job
 from pipelines.kb.search import Hit, search
-from pipelines.ports import Embedder
+from pipelines.ports import Draft, Drafter, DraftInput, Embedder, SimilarCase
+from pipelines.usage import record_usage
 from pipelines.drafting.send_policy import PolicyDecision, PolicyInput, decide
 from pipelines.taxonomy import Taxonomy
 
@@ -62,7 +63,7 @@ async def draft_case(
         execution_id = await executions.start(conn, "draft", case_id)
         similar = [SimilarCase(d, r) for d, r in await drafts_db.similar_resolved(conn, case_id, case.subcategory)]
 
-    try:
+    async with failures_recorded(pool, execution_id):
         query = f"{case.subject}\n{case.description}" if case.subject else case.description
         hits = await search(pool, embedder, query[:2000], ARTICLES, prefer_subcategory=case.subcategory,
                             case_id=case_id)
@@ -71,10 +72,6 @@ async def draft_case(
             tier=case.tier, category=case.category, subcategory=case.subcategory, priority=case.priority,
             articles=hits, similar=similar,
         ))
-    except Exception as exc:
-        async with pool.acquire() as conn:
-            await executions.finish(conn, execution_id, "error", error=f"{type(exc).__name__}: {exc}"[:1000])
-        raise
 
     category = taxonomy.categories.get(case.category or "")
     decision = decide(
@@ -106,10 +103,8 @@ async def draft_case(
         else:
             status = CaseStatus.AWAITING_REVIEW
             await transition(conn, case_id, status, actor_type=ActorType.AI, actor_id=actor, note=decision.reason)
-            payload = json.dumps({"case_id": str(case_id), "draft_id": str(draft_id)}).encode()
-            await jobs.enqueue(conn, JobName.REVIEW_CARD, payload, dedupe_key=f"{JobName.REVIEW_CARD}:{case_id}")
-        for call in draft.usage:
-            await usage.record_call(conn, **call.model_dump(), case_id=case_id, execution_id=execution_id)
+            await queue_case_job(conn, JobName.REVIEW_CARD, case_id)
+        await record_usage(conn, draft.usage, case_id=case_id, execution_id=execution_id)
         await executions.finish(conn, execution_id, "success", metadata={
             "decision": "auto_send" if decision.auto_send else "review", "confidence": draft.confidence,
             "cited": len(draft.cited), "dropped": len(draft.dropped), "drafter": draft.drafter,

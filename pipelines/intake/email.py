@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta, UTC
@@ -12,19 +11,15 @@ import asyncpg
 import structlog
 
 from db import intake as intake_db
-from db import jobs
-from db.cases import ActorType, CaseStatus, transition
+from db.cases import REOPENED_BY_REPLY, ActorType, CaseStatus, transition
 from db.pool import transaction
 from pipelines.intake.email_parse import ParsedEmail, Skipped, parse_email
 from pipelines.intake.webhook import stored_outcome
 from pipelines.jobs import JobName
+from pipelines.queue import queue_case_job
 from pipelines.models import Intake, IntakeOutcome
 
 log = structlog.get_logger(__name__)
-
-# A reply to a case in one of these states brings it back to a person.
-_FINISHED = {CaseStatus.REPLIED, CaseStatus.RESOLVED, CaseStatus.CLOSED}
-
 
 @dataclass(frozen=True)
 class EmailSource:
@@ -85,7 +80,7 @@ async def intake_email(
 def _within(thread: intake_db.ThreadCase, window: timedelta, now: datetime | None) -> bool:
     """A reply joins its case unless the case was finished longer ago than the reopen window."""
     finished_at = thread.closed_at or thread.resolved_at
-    if thread.status not in _FINISHED or finished_at is None:
+    if thread.status not in REOPENED_BY_REPLY or finished_at is None:
         return True
     return (now or datetime.now(UTC)) - finished_at <= window  # type: ignore[operator]
 
@@ -107,12 +102,11 @@ async def _follow_up(
         metadata=metadata,
     )
     status = thread.status
-    if status in _FINISHED:
+    if status in REOPENED_BY_REPLY:
         await transition(conn, thread.case_id, CaseStatus.REOPENED, actor_type=ActorType.CUSTOMER,
                          actor_id=parsed.from_address, note="the customer wrote again")
         await transition(conn, thread.case_id, CaseStatus.HUMAN_OWNED, actor_type=ActorType.SYSTEM,
                          actor_id="router", note="reopened cases go to a person")
-        payload = json.dumps({"case_id": str(thread.case_id), "route": "reopened"}).encode()
-        await jobs.enqueue(conn, JobName.REVIEW_CARD, payload, dedupe_key=f"{JobName.REVIEW_CARD}:{thread.case_id}")
+        await queue_case_job(conn, JobName.REVIEW_CARD, thread.case_id)
         status = CaseStatus.HUMAN_OWNED
     return Intake(outcome=IntakeOutcome.APPENDED, case_id=thread.case_id, short_id=thread.short_id, status=status)

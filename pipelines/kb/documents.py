@@ -69,7 +69,12 @@ class Chunk:
 
     @property
     def embedding_text(self) -> str:
-        return f"{self.heading}\n\n{self.content}"
+        return embedding_text(self.heading, self.content)
+
+
+def embedding_text(heading: str, content: str) -> str:
+    """What a chunk's vector is computed from: its heading path, then its text."""
+    return f"{heading}\n\n{content}"
 
 
 def _hash(*parts: str) -> str:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import asyncpg
 
 from db import kb as kb_db
 from db.pool import transaction
 from pipelines.embedding_backfill import backfill
-from pipelines.kb.documents import Article, chunk
+from pipelines.kb.documents import Article, chunk, embedding_text
 from pipelines.ports import Embedder
 
 EMBED_BATCH = 256
@@ -55,8 +56,13 @@ async def embed_pending(
     pool: asyncpg.Pool, embedder: Embedder, progress: Callable[[int], None] | None = None
 ) -> int:
     """Embed every chunk that has no vector yet; returns how many."""
-    return await backfill(pool, embedder, kb_db.unembedded_chunks, kb_db.set_chunk_embeddings, batch=EMBED_BATCH,
-                          progress=progress)
+    return await backfill(pool, embedder, _unembedded, kb_db.set_chunk_embeddings, batch=EMBED_BATCH,
+                          step="kb_embed", progress=progress)
+
+
+async def _unembedded(conn: asyncpg.Connection, limit: int) -> list[tuple[UUID, str]]:
+    return [(chunk_id, embedding_text(heading, content))
+            for chunk_id, heading, content in await kb_db.unembedded_chunks(conn, limit)]
 
 
 async def ingest(

@@ -10,6 +10,7 @@ import asyncpg
 from db import embedding_space
 from db import kb as kb_db
 from pipelines.ports import Embedder
+from pipelines.usage import record_usage
 
 Hit = kb_db.Hit
 
@@ -27,14 +28,15 @@ async def search(
     case_id: UUID | None = None,
 ) -> list[Hit]:
     """The k best articles; every search is logged (query, article ids, scores) for gap analysis."""
-    vector = None
+    vector, usage = None, None
     if embedder is not None:
-        vectors, _ = await embedder.embed([query])
+        vectors, usage = await embedder.embed([query])
         vector = vectors[0]
     async with pool.acquire() as conn:
-        if vector is not None:
+        if embedder is not None and vector is not None:
             await embedding_space.check(conn, embedder.provider, embedder.model, int(vector.shape[0]))
         hits = await kb_db.hybrid_search(conn, query, vector, k, category=category, tags=tags,
                                          prefer_subcategory=prefer_subcategory)
         await kb_db.log_search(conn, query, hits, origin=origin, case_id=case_id)
+        await record_usage(conn, [usage], step="kb_search", case_id=case_id)
     return hits

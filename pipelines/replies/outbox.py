@@ -18,9 +18,11 @@ import structlog
 
 from db import drafts as drafts_db
 from db import jobs
-from db.cases import ActorType, CaseStatus, InvalidTransition, transition
+from db.cases import REVIEWABLE, ActorType, CaseStatus, InvalidTransition, transition
+from db.locks import advisory_lock
 from db.pool import transaction
-from pipelines.jobs import JobName
+from pipelines.jobs import JobName, ReplyJob
+from pipelines.queue import queue_case_job
 from pipelines.ports import DeliveryRefused, Mailbox, ThreadPoster
 from pipelines.signatures import signed_headers
 
@@ -76,8 +78,8 @@ async def queue_reply(
         approved_by=approved_by,
     )
     if created:
-        payload = json.dumps({"outbox_id": str(outbox_id)}).encode()
-        await jobs.enqueue(conn, JobName.SEND_REPLY, payload, dedupe_key=f"{JobName.SEND_REPLY}:{outbox_id}")
+        await jobs.enqueue(conn, JobName.SEND_REPLY, ReplyJob(outbox_id=outbox_id).payload(),
+                           dedupe_key=f"{JobName.SEND_REPLY}:{outbox_id}")
     return outbox_id, created
 
 
@@ -151,26 +153,26 @@ async def _already_sent(out: drafts_db.Outgoing, channels: Channels) -> str | No
     return None  # a callback carries an Idempotency-Key instead
 
 
-async def _refused(pool: asyncpg.Pool, out: drafts_db.Outgoing, reason: str) -> None:
+async def _refused(conn: asyncpg.Connection, out: drafts_db.Outgoing, reason: str) -> None:
     """A reply no retry can deliver: the row fails for good and the case goes back to review,
     its card refreshed, so a person sees why (and can answer with Edit once it is fixed)."""
-    async with transaction(pool) as conn:
+    async with conn.transaction():
         await drafts_db.mark_error(conn, out.outbox_id, reason, final=True)
         await transition(conn, out.case_id, CaseStatus.AWAITING_REVIEW, actor_type=ActorType.SYSTEM,
                          actor_id="outbox", note=f"reply not delivered: {reason}")
-        await jobs.enqueue(conn, JobName.REVIEW_CARD, json.dumps({"case_id": str(out.case_id)}).encode(),
-                           dedupe_key=f"{JobName.REVIEW_CARD}:{out.case_id}")
+        await queue_case_job(conn, JobName.REVIEW_CARD, out.case_id)
     log.warning("reply.refused", outbox_id=str(out.outbox_id), reason=reason)
 
 
 async def send_reply(pool: asyncpg.Pool, channels: Channels, sender: Sender, outbox_id: UUID) -> SendResult:
-    """Deliver one outbox row. At most one worker at a time (a lock held in an open transaction,
-    so it dies with the worker); a row left in `sending` may have gone out, so the sent mail (or
-    the Slack thread) is searched for it before sending again."""
-    async with pool.acquire() as lock_conn, lock_conn.transaction():
-        if not await drafts_db.try_lock_outgoing(lock_conn, outbox_id):
+    """Deliver one outbox row. At most one worker at a time: the row's lock lives with the
+    connection that holds it, so it dies with the worker, and all the bookkeeping goes through
+    that connection. A row left in `sending` may have gone out, so the sent mail (or the Slack
+    thread) is searched for it before sending again."""
+    async with advisory_lock(pool, f"outbox:{outbox_id}", wait=None) as conn:
+        if conn is None:
             return SendResult.BUSY
-        out = await drafts_db.outgoing(lock_conn, outbox_id)
+        out = await drafts_db.outgoing(conn, outbox_id)
         if out is None:
             raise LookupError(f"no outbox row {outbox_id}")
         if out.status == "sent":
@@ -180,19 +182,18 @@ async def send_reply(pool: asyncpg.Pool, channels: Channels, sender: Sender, out
             provider_id = await _already_sent(out, channels)
         result = SendResult.FOUND_SENT
         if provider_id is None:
-            async with pool.acquire() as conn:
-                await drafts_db.mark_sending(conn, outbox_id)
+            # Committed before the attempt: if this worker dies mid-send, the next one looks first.
+            await drafts_db.mark_sending(conn, outbox_id)
             try:
                 provider_id = await _deliver(out, sender, channels)
             except DeliveryRefused as exc:
-                await _refused(pool, out, str(exc))
+                await _refused(conn, out, str(exc))
                 return SendResult.REFUSED
             except Exception as exc:
-                async with pool.acquire() as conn:
-                    await drafts_db.mark_error(conn, outbox_id, f"{type(exc).__name__}: {exc}")
+                await drafts_db.mark_error(conn, outbox_id, f"{type(exc).__name__}: {exc}")
                 raise
             result = SendResult.SENT
-        async with transaction(pool) as conn:
+        async with conn.transaction():
             await drafts_db.mark_sent(conn, outbox_id, provider_id)
             await drafts_db.record_reply(conn, out.case_id, channel=out.channel, body=out.body,
                                          external_message_id=out.message_id, actor_id=out.approved_by or "auto-send")
@@ -234,7 +235,7 @@ async def approve_draft(pool: asyncpg.Pool, draft_id: UUID, reviewer: str, sende
         existing = await drafts_db.outgoing_for_draft(conn, draft_id)
         if existing is not None:
             return Approval(ApprovalOutcome.ALREADY_APPROVED, existing.outbox_id, existing.approved_by or "auto-send")
-        if case.status not in (CaseStatus.AWAITING_REVIEW, CaseStatus.HUMAN_OWNED):
+        if case.status not in REVIEWABLE:
             return Approval(ApprovalOutcome.NOT_AWAITING_REVIEW)
         outbox_id, _ = await queue_reply(conn, case, draft_id, body or draft.body, sender, approved_by=reviewer)
         await transition(conn, case.case_id, CaseStatus.SENDING, actor_type=ActorType.REVIEWER, actor_id=reviewer,

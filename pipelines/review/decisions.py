@@ -4,10 +4,9 @@ written; of two reviewers acting at once exactly one wins and the other learns w
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -16,18 +15,27 @@ import asyncpg
 from db import drafts as drafts_db
 from db import examples, jobs
 from db import review as review_db
-from db.cases import ActorType, CaseStatus, transition
+from db.cases import REVIEWABLE, ActorType, CaseStatus, transition
+from db.locks import advisory_lock
 from db.pool import transaction
-from pipelines.adapters.jira_tracker import Escalation, Tracker, TrackerError
-from pipelines.jobs import JobName
+from pipelines.jobs import ActionRequest, JobName, ReviewAction
+from pipelines.queue import queue_case_job
+from pipelines.ports import Escalation, Tracker, TrackerError, TrackerPriority, TriageInput
 from pipelines.replies.outbox import ApprovalOutcome, Sender, approve_draft
-from pipelines.triage.triagers import TriageInput
-from pipelines.review.requests import ActionRequest, ActionResult, ReviewAction
 
 CardFacts = review_db.CardFacts
+# How long a card job waits for another writer of the same card (a post or refresh in flight,
+# itself bounded by the Slack client's timeouts) before it gives up and is retried.
+CARD_WRITER_WAIT_SECONDS = 60.0
 
-# A card offers its actions while the case is in one of these.
-REVIEWABLE = frozenset({CaseStatus.AWAITING_REVIEW, CaseStatus.HUMAN_OWNED})
+
+@dataclass(frozen=True)
+class ActionResult:
+    done: bool  # this click changed the case
+    winner: str | None = None  # when it did not: who acted first (a Slack user id, or "auto-send")
+    winner_action: str | None = None
+    state: str | None = None  # the case's state when the click came too late
+    refused: str | None = None  # an outside service said no (e.g. Jira rejected the issue): why
 
 
 async def submit_many(pool: asyncpg.Pool, clicks: Sequence[tuple[str, ActionRequest]]) -> list[bool]:
@@ -44,9 +52,19 @@ async def submit_many(pool: asyncpg.Pool, clicks: Sequence[tuple[str, ActionRequ
     return queued
 
 
-async def prepare_card(pool: asyncpg.Pool, case_id: UUID, timeout_hours: float) -> CardFacts | None:
+@asynccontextmanager
+async def card_writer(pool: asyncpg.Pool, case_id: UUID) -> AsyncIterator[asyncpg.Connection]:
+    """The one writer of a case's card: without it, a card job and a click's refresh could both
+    post a first card, or an older update land after a newer one. Yields the connection holding
+    the turn; the card's reads and writes go through it, so a writer needs no second connection."""
+    async with advisory_lock(pool, f"card:{case_id}", wait=CARD_WRITER_WAIT_SECONDS) as conn:
+        assert conn is not None  # a waiting lock is always taken, or raises TimeoutError
+        yield conn
+
+
+async def prepare_card(conn: asyncpg.Connection, case_id: UUID, timeout_hours: float) -> CardFacts | None:
     """The card's facts, with the case's pending review opened if it awaits one."""
-    async with transaction(pool) as conn:
+    async with conn.transaction():
         facts = await review_db.card_facts(conn, case_id)
         # Only a case waiting for review opens one: a human-owned case was taken or rejected, and
         # its decided review stays on the card.
@@ -58,33 +76,19 @@ async def prepare_card(pool: asyncpg.Pool, case_id: UUID, timeout_hours: float) 
         return await review_db.card_facts(conn, case_id)
 
 
+async def record_card(conn: asyncpg.Connection, case_id: UUID, channel: str, ts: str) -> None:
+    await review_db.save_card_message(conn, case_id, channel, ts)
+
+
 async def card_facts(pool: asyncpg.Pool, case_id: UUID) -> CardFacts | None:
     async with pool.acquire() as conn:
         return await review_db.card_facts(conn, case_id)
 
 
-@asynccontextmanager
-async def card_lock(pool: asyncpg.Pool, case_id: UUID) -> AsyncIterator[None]:
-    """One writer of a case's card at a time: without it, a card job and a click's refresh could
-    both post a first card, or an older update land after a newer one."""
-    async with pool.acquire() as conn:
-        await review_db.lock_card(conn, case_id)
-        try:
-            yield
-        finally:
-            await review_db.unlock_card(conn, case_id)
-
-
 async def queue_card(pool: asyncpg.Pool, case_id: UUID) -> None:
     """Post or refresh the case's card in a job of its own (one queued per case at a time)."""
     async with pool.acquire() as conn:
-        await jobs.enqueue(conn, JobName.REVIEW_CARD, json.dumps({"case_id": str(case_id)}).encode(),
-                           dedupe_key=f"{JobName.REVIEW_CARD}:{case_id}")
-
-
-async def record_card(pool: asyncpg.Pool, case_id: UUID, channel: str, ts: str) -> None:
-    async with pool.acquire() as conn:
-        await review_db.save_card_message(conn, case_id, channel, ts)
+        await queue_case_job(conn, JobName.REVIEW_CARD, case_id)
 
 
 async def apply(pool: asyncpg.Pool, sender: Sender, request: ActionRequest,
@@ -105,7 +109,7 @@ async def _approve(pool: asyncpg.Pool, sender: Sender, request: ActionRequest) -
     if edited and request.reply and (request.draft_id is None or await _draft_sent(pool, request.draft_id)):
         # Nothing to edit, or the card's draft already went out (a reopened case): the reviewer's
         # text is a draft of its own, with its own outbox key.
-        request = replace(request, draft_id=await _reviewer_draft(pool, request))
+        request = request.model_copy(update={"draft_id": await _reviewer_draft(pool, request)})
     if request.draft_id is None:
         raise ValueError("approve needs a draft")
 
@@ -172,7 +176,7 @@ async def _take(pool: asyncpg.Pool, request: ActionRequest) -> ActionResult:
 
 
 # Our priorities as the tracker's: a critical case is Jira's Highest.
-_TRACKER_PRIORITY = {"critical": "urgent", "high": "high", "medium": "medium", "low": "low"}
+_TRACKER_PRIORITY: dict[str, TrackerPriority] = {"critical": "urgent", "high": "high", "medium": "medium", "low": "low"}
 
 
 async def _escalate(pool: asyncpg.Pool, tracker: Tracker | None, request: ActionRequest) -> ActionResult:
@@ -193,7 +197,7 @@ async def _escalate(pool: asyncpg.Pool, tracker: Tracker | None, request: Action
     escalation = Escalation(
         case_id=facts.case_id, short_id=f"CX-{facts.short_id}",
         summary=f"CX-{facts.short_id}: {facts.summary or facts.subject or 'escalated support case'}",
-        description=facts.description, priority=_TRACKER_PRIORITY.get(facts.priority or "", "medium"),  # type: ignore[arg-type]
+        description=facts.description, priority=_TRACKER_PRIORITY.get(facts.priority or "", "medium"),
         labels=tuple(label for label in ("cx-support", facts.category) if label),
         reporter_note=f"Escalated from Slack by reviewer {request.reviewer}",
     )

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
 from db import case_lookup as lookup_db
 from db.pool import transaction
+from db.cases import DONE
 from db.review import first_delivery
+from pipelines.models import SHORT_ID_MAX
 
 CaseFacts = lookup_db.CaseFacts
+DayCounts = lookup_db.DayCounts
 CaseRow = lookup_db.CaseRow
 QueueCounts = lookup_db.QueueCounts
 SharedArticle = lookup_db.SharedArticle
@@ -21,8 +25,6 @@ TimelineRow = lookup_db.TimelineRow
 
 TIMELINE_ENTRIES = 10
 MATCHES = 10
-# short_id is a bigint: a longer number cannot be one, and would fail the query's cast.
-SHORT_ID_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,20 @@ async def by_words(pool: asyncpg.Pool, words: str) -> Matches:
         return await _matches(conn, cases, total)
 
 
-async def my_cases(pool: asyncpg.Pool, slack_user: str) -> tuple[list[CaseRow], int]:
+async def my_cases(pool: asyncpg.Pool, slack_user: str, limit: int = MATCHES) -> tuple[list[CaseRow], int]:
+    """The open cases the Slack user owns (the latest `limit`), and how many in all."""
     async with pool.acquire() as conn:
-        return await lookup_db.open_cases_of(conn, slack_user, MATCHES)
+        return await lookup_db.open_cases_of(conn, slack_user, limit, sorted(DONE))
 
 
 async def queue_counts(pool: asyncpg.Pool) -> QueueCounts:
     async with pool.acquire() as conn:
         return await lookup_db.queue_counts(conn)
+
+
+async def day_counts(pool: asyncpg.Pool, since: datetime) -> DayCounts:
+    async with pool.acquire() as conn:
+        return await lookup_db.day_counts(conn, since)
 
 
 async def shared_articles(

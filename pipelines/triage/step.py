@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 import structlog
 
-from db import executions, jobs, usage
+from db import executions
 from db import triage as triage_db
 from db.cases import ActorType, CaseNotFound, CaseStatus, transition
 from db.pool import transaction
+from pipelines.executions import failures_recorded
 from pipelines.jobs import JobName
+from pipelines.queue import queue_case_job
 from pipelines.models import Route, RouteDecision, TriageResult
-from pipelines.triage.routing import Thresholds, decide_route
+from pipelines.ports import NoTriageModel, Triager, TriageInput
 from pipelines.taxonomy import Taxonomy
-from pipelines.triage.triagers import TriageInput, Triager
+from pipelines.triage.routing import Thresholds, decide_route
+from pipelines.usage import record_usage
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +39,7 @@ class LabelOutsideTaxonomy(ValueError):
 @dataclass(frozen=True)
 class TriageOutcome:
     case_id: UUID
-    result: TriageResult
+    result: TriageResult | None  # None: no triager could answer, a person has the case
     decision: RouteDecision
     status: CaseStatus
 
@@ -63,7 +65,9 @@ async def triage_case(
     thresholds: Thresholds,
     case_id: UUID,
 ) -> TriageOutcome | None:
-    """Triage one case in `new`; None if it was triaged already (a retried job does nothing)."""
+    """Triage one case in `new`; None if it was triaged already (a retried job does nothing).
+    When no triager can answer yet (a fresh install: no labelled history, no API key), the case
+    goes to a person with the reason, instead of failing until its job is held."""
     async with pool.acquire() as conn:
         case = await triage_db.load(conn, case_id)
         if case is None:
@@ -73,15 +77,14 @@ async def triage_case(
         execution_id = await executions.start(conn, "triage", case_id)
 
     # No connection or lock is held while the model thinks.
-    try:
-        triaged = await triager.triage(_input(case))
+    async with failures_recorded(pool, execution_id):
+        try:
+            triaged = await triager.triage(_input(case))
+        except NoTriageModel as missing:
+            return await _to_a_person(pool, case, execution_id, missing)
         result = triaged.result
         if not taxonomy.is_valid(result.category, result.subcategory):
             raise LabelOutsideTaxonomy(f"{result.category}/{result.subcategory} is not in taxonomy {taxonomy.name}")
-    except Exception as exc:
-        async with pool.acquire() as conn:
-            await executions.finish(conn, execution_id, "error", error=f"{type(exc).__name__}: {exc}"[:1000])
-        raise
 
     decision = decide_route(result, case.tier, thresholds)
     status, next_jobs = _NEXT[decision.route]
@@ -112,11 +115,9 @@ async def triage_case(
         await transition(conn, case_id, CaseStatus.TRIAGED, actor_type=ActorType.AI, actor_id=actor,
                          note=f"{result.category}/{result.subcategory or '-'} at {result.confidence:.2f}")
         await transition(conn, case_id, status, actor_type=ActorType.SYSTEM, actor_id="router", note=decision.reason)
-        payload = json.dumps({"case_id": str(case_id), "route": decision.route.value}).encode()
         for job in next_jobs:
-            await jobs.enqueue(conn, job, payload, dedupe_key=f"{job}:{case_id}")
-        for call in triaged.usage:
-            await usage.record_call(conn, **call.model_dump(), case_id=case_id, execution_id=execution_id)
+            await queue_case_job(conn, job, case_id)
+        await record_usage(conn, triaged.usage, case_id=case_id, execution_id=execution_id)
         await executions.finish(
             conn,
             execution_id,
@@ -131,3 +132,23 @@ async def triage_case(
         route=decision.route.value,
     )
     return TriageOutcome(case_id, result, decision, status)
+
+
+async def _to_a_person(pool: asyncpg.Pool, case: triage_db.CaseForTriage, execution_id: UUID,
+                       missing: NoTriageModel) -> TriageOutcome | None:
+    """No triager could answer: the case goes to a person, unlabelled, with the reason on its card."""
+    decision = RouteDecision(route=Route.HUMAN, reason=str(missing)[:1000])
+    async with transaction(pool) as conn:
+        current = await triage_db.load(conn, case.case_id, lock=True)
+        if current is None or current.status != CaseStatus.NEW:
+            await executions.finish(conn, execution_id, "skipped", metadata={"why": "triaged meanwhile"})
+            return None
+        await triage_db.save_route(conn, case.case_id, route=decision.route.value, reason=decision.reason)
+        await transition(conn, case.case_id, CaseStatus.HUMAN_OWNED, actor_type=ActorType.SYSTEM, actor_id="router",
+                         note=decision.reason)
+        await queue_case_job(conn, JobName.REVIEW_CARD, case.case_id)
+        await record_usage(conn, missing.usage, case_id=case.case_id, execution_id=execution_id)
+        await executions.finish(conn, execution_id, "success", metadata={"route": decision.route.value,
+                                                                          "triager": None, "why": "no triage model"})
+    log.warning("triage.no_model", case=case.short_id, reason=decision.reason)
+    return TriageOutcome(case.case_id, None, decision, CaseStatus.HUMAN_OWNED)

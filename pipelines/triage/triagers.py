@@ -2,54 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
-from uuid import UUID
-
 from pydantic import BaseModel, Field
 
 from pipelines.models import Sentiment, Severity, TriageResult
-from pipelines.ports import LLMError, LLMUsage, StructuredLLM
+from pipelines.ports import LLMError, NoTriageModel, SimilarExamples, StructuredLLM, Triaged, Triager, TriageInput
 from pipelines.taxonomy import Taxonomy
-from prompts import Prompt
-
-
-@dataclass(frozen=True)
-class TriageInput:
-    body: str
-    subject: str | None = None
-    case_id: UUID | None = None
-    tier: str = "standard"
-    severity: str | None = None
-    product: str | None = None
-    channel: str = "email"
-    history: str = "no earlier cases"
-
-    @property
-    def text(self) -> str:
-        return f"{self.subject}\n{self.body}" if self.subject else self.body
-
-
-@dataclass(frozen=True)
-class Triaged:
-    result: TriageResult
-    usage: list[LLMUsage] = field(default_factory=list)
-
-
-class Triager(Protocol):
-    name: str
-
-    async def triage(self, item: TriageInput) -> Triaged: ...
-
-
-class LabelledExample(BaseModel):
-    text: str
-    label: str
-
-
-# Few-shot context: the most similar labelled examples for a text.
-SimilarExamples = Callable[[str, int], Awaitable[Sequence[LabelledExample]]]
+from prompts import Prompt, quote_data
 
 
 class ClaudeTriage(BaseModel):
@@ -64,11 +22,6 @@ class ClaudeTriage(BaseModel):
     error_codes: list[str] = Field(default_factory=list, max_length=20)
     confidence: float = Field(ge=0.0, le=1.0)
     reason: str = Field(max_length=1000)
-
-
-def quote_data(text: str) -> str:
-    """Text from outside (customer, knowledge base) for a prompt, unable to close the tags it sits in."""
-    return text.replace("<", "‹").replace(">", "›")
 
 
 def _taxonomy_text(taxonomy: Taxonomy) -> str:
@@ -111,7 +64,7 @@ class ClaudeTriager:
         self._company = company
 
     async def triage(self, item: TriageInput) -> Triaged:
-        examples = await self._similar(item.text, self._shots) if self._similar else []
+        examples, similar_usage = await self._similar(item.text, self._shots) if self._similar else ([], None)
         shots = "\n".join(f"- {quote_data(e.text)!r} → {e.label}" for e in examples) or "(none yet)"
         system = self._system_template.render(
             company=self._company, taxonomy=self._taxonomy_text, examples=shots
@@ -146,12 +99,13 @@ class ClaudeTriager:
             model=usage.model,
             prompt_version=self._system_template.ref,
         )
-        return Triaged(result, [usage])
+        return Triaged(result, [u for u in (similar_usage, usage) if u is not None])
 
 
 class CascadeTriager:
     """Local first; Claude only below HIGH. If Claude fails or is absent, keep the local answer
-    with its confidence capped below HIGH, so it is reviewed and never auto-sent."""
+    with its confidence capped below HIGH, so it is reviewed and never auto-sent. With no local
+    model yet (a fresh install), Claude alone; with neither, NoTriageModel: a person takes the case."""
 
     name = "cascade"
 
@@ -159,7 +113,10 @@ class CascadeTriager:
         self._local, self._claude, self._high = local, claude, high
 
     async def triage(self, item: TriageInput) -> Triaged:
-        local = await self._local.triage(item)
+        try:
+            local = await self._local.triage(item)
+        except NoTriageModel as missing:
+            return await self._claude_alone(item, missing)
         if local.result.confidence >= self._high:
             return local
         if self._claude is None:
@@ -171,9 +128,18 @@ class CascadeTriager:
             return Triaged(capped.result, [*local.usage, exc.usage])
         return Triaged(remote.result, [*local.usage, *remote.usage])
 
+    async def _claude_alone(self, item: TriageInput, missing: NoTriageModel) -> Triaged:
+        if self._claude is None:
+            raise NoTriageModel(f"no triage model yet ({missing}; or set ANTHROPIC_API_KEY)", missing.usage)
+        try:
+            remote = await self._claude.triage(item)
+        except LLMError as exc:
+            raise NoTriageModel(f"no triage model yet ({missing}) and Claude failed ({exc})",
+                                [*missing.usage, exc.usage]) from exc
+        return Triaged(remote.result, [*missing.usage, *remote.usage])
+
     def _capped(self, local: Triaged, why: str) -> Triaged:
         result = local.result
         capped = min(result.confidence, round(self._high - 0.01, 4))
         reason = f"{result.reason} {why}".strip()[:1000]
         return Triaged(result.model_copy(update={"confidence": capped, "reason": reason}), local.usage)
-

@@ -22,9 +22,16 @@ from pipelines.embedding_backfill import backfill
 from pipelines.triage.local.finetune import torch_available
 from pipelines.triage.local.model import LocalModel, train
 from pipelines.models import TriageResult
-from pipelines.ports import Embedder, LLMUsage
+from pipelines.ports import (
+    Embedder,
+    LabelledExample,
+    LLMUsage,
+    NoTriageModel,
+    SimilarExamples,
+    Triaged,
+    TriageInput,
+)
 from pipelines.taxonomy import Taxonomy
-from pipelines.triage.triagers import Triaged, TriageInput
 
 log = structlog.get_logger(__name__)
 
@@ -34,12 +41,19 @@ log = structlog.get_logger(__name__)
 TUNED_TEMPERATURE = 4.31
 
 
-class NoLocalModel(RuntimeError):
-    """There is no trained model yet: import labelled history (`cx cases import`), then train."""
+class NoLocalModel(NoTriageModel):
+    """There is no usable trained model: import labelled history (`cx cases import`), then train."""
 
 
 def label_of(category: str, subcategory: str | None) -> str:
     return subcategory or category
+
+
+@dataclass(frozen=True)
+class Classified:
+    labels: list[str]
+    confidence: np.ndarray
+    usage: list[LLMUsage]  # the embedding calls it took, for llm_usage
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,8 @@ class TrainReport:
 
 async def embed_missing(pool: asyncpg.Pool, embedder: Embedder, batch: int = 2000) -> int:
     """Give every labelled example an embedding; returns how many were embedded now."""
-    return await backfill(pool, embedder, examples_db.missing_embeddings, examples_db.set_embeddings, batch=batch)
+    return await backfill(pool, embedder, examples_db.missing_embeddings, examples_db.set_embeddings, batch=batch,
+                          step="triage_train")
 
 
 async def train_local(pool: asyncpg.Pool, embedder: Embedder | None) -> TrainReport:
@@ -114,10 +129,11 @@ class LocalTriager:
         self._seen_until: object = None
         self._lock = asyncio.Lock()
 
-    async def _current(self) -> LocalModel:
-        """The newest stored model, with every example added since it was trained in its memory."""
+    async def _current(self) -> tuple[LocalModel, list[LLMUsage]]:
+        """The newest stored model, with every example added since it was trained in its memory
+        (and the usage of embedding those examples, if it had to)."""
         if self._model is not None and time.monotonic() - self._checked_at < self._refresh_seconds:
-            return self._model
+            return self._model, []
         async with self._lock, self._pool.acquire() as conn:
             self._checked_at = time.monotonic()
             newest = await triage_models.newest_id(conn)
@@ -135,39 +151,47 @@ class LocalTriager:
                 self._model_id, self._seen_until = newest, stored.examples_until
             fresh = await examples_db.examples_since(conn, self._seen_until)
             assert self._model is not None
+            usage: list[LLMUsage] = []
             if fresh:
-                await self._remember(fresh)
+                usage = await self._remember(self._model, fresh)
                 self._seen_until = fresh[-1].created_at
-            return self._model
+            return self._model, usage
 
-    async def _remember(self, fresh: list[examples_db.EmbeddedExample]) -> None:
-        assert self._model is not None
-        if not self._model.uses_embeddings or self._embedder is None:
-            return  # a text-only model learns them at the next retrain
+    async def _remember(self, model: LocalModel, fresh: list[examples_db.EmbeddedExample]) -> list[LLMUsage]:
+        if not model.uses_embeddings or self._embedder is None:
+            return []  # a text-only model learns them at the next retrain
         missing = [f.text for f in fresh if f.embedding is None]
-        computed = iter((await self._embedder.embed(missing))[0] if missing else [])
-        vectors = np.stack([f.embedding if f.embedding is not None else next(computed) for f in fresh])
+        usage: list[LLMUsage] = []
+        computed: list[np.ndarray] = []
+        if missing:
+            vectors, call = await self._embedder.embed(missing)
+            computed, usage = list(vectors), [call]
+        pending = iter(computed)
+        stacked = np.stack([f.embedding if f.embedding is not None else next(pending) for f in fresh])
         await model_thread.run(
-            self._model.remember,
+            model.remember,
             [f.text for f in fresh],
             [label_of(f.category, f.subcategory) for f in fresh],
-            vectors.astype(np.float32),
+            stacked.astype(np.float32),
         )
+        return usage
 
-    async def classify(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    async def classify(self, texts: list[str]) -> Classified:
         """Labels and calibrated confidences for a batch of texts."""
-        model = await self._current()
+        model, usage = await self._current()
         vectors = None
         if model.uses_embeddings:
             assert self._embedder is not None
-            vectors, _ = await self._embedder.embed(texts)
+            vectors, call = await self._embedder.embed(texts)
+            usage = [*usage, call]
         probs = await model_thread.run(model.predict, texts, vectors)
         best = probs.argmax(axis=1)
-        return [model.labels[i] for i in best], probs[np.arange(len(texts)), best]
+        return Classified([model.labels[i] for i in best], probs[np.arange(len(texts)), best], usage)
 
     async def triage(self, item: TriageInput) -> Triaged:
         started = time.perf_counter()
-        [label], [confidence] = await self.classify([item.text])
+        classified = await self.classify([item.text])
+        [label], [confidence] = classified.labels, classified.confidence
         language = text_signals.detect_language(item.text)
         reason = f"nearest labelled history says {label} ({confidence:.0%})"
         if language not in self.languages:
@@ -195,19 +219,21 @@ class LocalTriager:
             triager=self.name,
             model=self._model.kind if self._model else "local",
         )
-        usage = LLMUsage(step="triage", provider="local", model=result.model,
-                         latency_ms=int((time.perf_counter() - started) * 1000))
-        return Triaged(result, [usage])
+        # The model's own call, its embedding calls counted apart (their latency is inside this one's).
+        model_call = LLMUsage(step="triage", provider="local", model=result.model,
+                              latency_ms=int((time.perf_counter() - started) * 1000))
+        embeddings = [call.model_copy(update={"step": "triage"}) for call in classified.usage]
+        return Triaged(result, [*embeddings, model_call])
 
 
-def similar_examples(pool: asyncpg.Pool, embedder: Embedder):  # -> SimilarExamples
+def similar_examples(pool: asyncpg.Pool, embedder: Embedder) -> SimilarExamples:
     """Few-shot context for Claude: the labelled examples nearest to a text (HNSW in pgvector)."""
-    from pipelines.triage.triagers import LabelledExample
 
-    async def similar(text: str, k: int) -> list[LabelledExample]:
-        vectors, _ = await embedder.embed([text])
+    async def similar(text: str, k: int) -> tuple[list[LabelledExample], LLMUsage]:
+        vectors, usage = await embedder.embed([text])
         async with pool.acquire() as conn:
             rows = await examples_db.nearest(conn, vectors[0], k)
-        return [LabelledExample(text=t, label=label_of(c, s)) for c, s, _, t in rows]
+        return [LabelledExample(text=t, label=label_of(c, s)) for c, s, _, t in rows], usage.model_copy(
+            update={"step": "triage"})
 
     return similar

@@ -1,0 +1,99 @@
+"""Every job the product runs, by queue entrypoint: each decodes its payload and calls one pipeline
+step or service with the collaborators it needs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+
+import aiohttp
+
+from bot.deps import Deps
+from bot.runtime.worker import JobHandler
+from bot.slack.thread_poster import SlackThreadPoster
+from pipelines import maintenance
+from pipelines.drafting.step import draft_case
+from pipelines.intake.gmail_sync import sync_mailbox
+from pipelines.jobs import ActionRequest, CaseJob, JobName, ReplyJob, ShortcutRequest
+from pipelines.replies.outbox import Channels, send_reply
+from pipelines.triage.step import triage_case
+
+_NO_SLACK = "Slack is not configured (SLACK_BOT_TOKEN); the job waits in the queue"
+
+
+async def _prune(deps: Deps, payload: bytes) -> None:
+    await maintenance.prune(deps.pool)
+
+
+async def _triage(deps: Deps, payload: bytes) -> None:
+    if deps.triager is None or deps.taxonomy is None:
+        raise RuntimeError("this worker has no triager")
+    await triage_case(deps.pool, deps.triager, deps.taxonomy, deps.thresholds, CaseJob.from_payload(payload).case_id)
+
+
+async def _gmail_sync(deps: Deps, payload: bytes) -> None:
+    if deps.mailbox is None:
+        raise RuntimeError("Gmail is not configured (GMAIL_TOKEN_FILE and SUPPORT_EMAIL)")
+    await sync_mailbox(
+        deps.pool,
+        deps.mailbox,
+        own_addresses=frozenset(a.lower() for a in (deps.settings.support_email,) if a),
+        reopen_window=deps.settings.reopen_window,
+    )
+
+
+async def _draft(deps: Deps, payload: bytes) -> None:
+    if deps.drafter is None or deps.taxonomy is None:
+        raise RuntimeError("this worker has no drafter")
+    await draft_case(deps.pool, deps.drafter, deps.embedder, deps.taxonomy, deps.draft_policy,
+                     CaseJob.from_payload(payload).case_id)
+
+
+async def _send_reply(deps: Deps, payload: bytes) -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        slack = SlackThreadPoster(deps.slack) if deps.slack is not None else None
+        await send_reply(deps.pool, Channels(deps.mailbox, http, slack), deps.sender,
+                         ReplyJob.from_payload(payload).outbox_id)
+
+
+async def _review_card(deps: Deps, payload: bytes) -> None:
+    if deps.review is None:
+        raise RuntimeError(_NO_SLACK)
+    await deps.review.post_card(CaseJob.from_payload(payload).case_id)
+
+
+async def _urgent_alert(deps: Deps, payload: bytes) -> None:
+    if deps.alerts is None:
+        raise RuntimeError(_NO_SLACK)
+    await deps.alerts.post(CaseJob.from_payload(payload).case_id)
+
+
+async def _review_action(deps: Deps, payload: bytes) -> None:
+    if deps.review is None:
+        raise RuntimeError(_NO_SLACK)
+    await deps.review.run_action(ActionRequest.from_payload(payload))
+
+
+async def _review_sla(deps: Deps, payload: bytes) -> None:
+    if deps.review_sla is None:
+        return  # nothing is claimed without Slack, so the SLA resumes once it is configured
+    await deps.review_sla.run(datetime.now(UTC))
+
+
+async def _slack_case(deps: Deps, payload: bytes) -> None:
+    if deps.home is None:
+        raise RuntimeError(_NO_SLACK)
+    await deps.home.create_case_from_shortcut(ShortcutRequest.from_payload(payload))
+
+
+_JOBS: dict[str, Callable[[Deps, bytes], Awaitable[None]]] = {
+    JobName.PRUNE: _prune, JobName.TRIAGE: _triage, JobName.GMAIL_SYNC: _gmail_sync, JobName.DRAFT: _draft,
+    JobName.SEND_REPLY: _send_reply, JobName.REVIEW_CARD: _review_card, JobName.URGENT_ALERT: _urgent_alert,
+    JobName.REVIEW_ACTION: _review_action, JobName.REVIEW_SLA: _review_sla, JobName.SLACK_CASE: _slack_case,
+}
+
+
+def job_handlers(deps: Deps) -> dict[str, JobHandler]:
+    """Every job the product runs, by queue entrypoint name, bound to this process's collaborators."""
+    return {name: partial(run, deps) for name, run in _JOBS.items()}

@@ -1,0 +1,65 @@
+"""The urgent alert of a critical case, in the alerts channel: posted once by its job, and refreshed
+in place when someone acts on the case (who took it, no more Take button)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.settings import Settings
+from bot.slack.messages import Workspace
+from handlers.notices import UrgentCase, message_url, urgent_alert_blocks, urgent_alert_text
+from pipelines.review import urgent
+
+log = structlog.get_logger(__name__)
+
+
+class UrgentAlertService:
+    def __init__(self, pool: asyncpg.Pool, client: AsyncWebClient, settings: Settings) -> None:
+        self._pool, self._client, self._settings = pool, client, settings
+        self._workspace = Workspace(client)
+
+    async def post(self, case_id: UUID) -> bool:
+        """The job (case.urgent_alert): post the case's alert unless it was posted already."""
+
+        async def post(facts: urgent.UrgentCaseFacts) -> tuple[str, str]:
+            case = await self._view(facts)
+            posted = await self._client.chat_postMessage(channel=self._settings.slack_alerts_channel,
+                                                         blocks=urgent_alert_blocks(case), text=urgent_alert_text(case),
+                                                         unfurl_links=False)
+            return posted["channel"], posted["ts"]
+
+        posted = await urgent.alert_once(self._pool, case_id, post)
+        log.info("alert.urgent_case", case_id=str(case_id), posted=posted)
+        return posted
+
+    async def refresh(self, case_id: UUID) -> None:
+        """Show the case's owner on its alert, if it has one. Best effort: the alert only reports."""
+        facts = await urgent.urgent_case(self._pool, case_id)
+        if facts is None or facts.alert_channel is None or facts.alert_ts is None:
+            return
+        case = await self._view(facts)
+        try:
+            await self._client.chat_update(channel=facts.alert_channel, ts=facts.alert_ts,
+                                           blocks=urgent_alert_blocks(case), text=urgent_alert_text(case))
+        except SlackApiError as exc:
+            log.warning("alert.refresh_failed", case_id=str(case_id), error=exc.response.get("error"))
+
+    async def _view(self, facts: urgent.UrgentCaseFacts) -> UrgentCase:
+        card_url = None
+        if facts.card_channel and facts.card_ts:
+            try:
+                card_url = message_url(await self._workspace.url(), facts.card_channel, facts.card_ts)
+            except SlackApiError:
+                card_url = None  # the link is a convenience; the alert goes out without it
+        return UrgentCase(
+            case_id=facts.case_id, short_id=facts.short_id, priority=facts.priority,
+            reason=facts.reason or "routed to a person at once", customer_email=facts.customer_email,
+            customer_name=facts.customer_name, tier=facts.tier, category=facts.category,
+            subcategory=facts.subcategory, subject=facts.subject, summary=facts.summary, owner=facts.owner,
+            card_url=card_url,
+        )

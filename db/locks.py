@@ -1,0 +1,43 @@
+"""Advisory locks that cannot outlive their holder, on one pooled connection.
+
+A holder does all its work on the connection that holds the lock, committing as often as it needs
+(a session lock survives commits; a transaction-scoped one would not), and never needs a second
+connection while it waits for an outside service: a worker running as many jobs as the pool has
+connections cannot deadlock on them. The pool skips asyncpg's reset on release (db/pool.py), so the
+unlock must be certain: if it is not confirmed (the holder cancelled mid-statement, the connection
+broken), the connection is closed instead of returned, and the server drops the lock with its session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+_LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 0))"
+_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
+
+
+@asynccontextmanager
+async def advisory_lock(pool: asyncpg.Pool, key: str, *, wait: float | None) -> AsyncIterator[asyncpg.Connection | None]:
+    """The connection holding the lock named `key` for the block. With `wait=None` the lock is only
+    tried, and the block gets None when another session holds it; otherwise the wait is bounded by
+    `wait` seconds (TimeoutError after that)."""
+    async with pool.acquire() as conn:
+        # Until the server says otherwise the lock may be held: a cancellation can land after it was granted.
+        held = True
+        try:
+            if wait is None:
+                held = bool(await conn.fetchval(_TRY_LOCK, key))
+            else:
+                await conn.execute(_LOCK, key, timeout=wait)
+            yield conn if held else None
+        finally:
+            if held:
+                try:
+                    await conn.execute(_UNLOCK, key)
+                except BaseException:
+                    conn.terminate()
+                    raise

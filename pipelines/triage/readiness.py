@@ -1,0 +1,45 @@
+"""Can this deployment triage, and with what? What `cx health-check` and `/healthz` report: a
+fresh install has no local model until labelled history is imported and trained, and without an
+Anthropic key either, every case goes to a person."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import asyncpg
+
+from db import triage_models
+
+_TO_TRAIN = "import labelled history (`cx cases import FILE`) and run `cx triage train`"
+
+
+@dataclass(frozen=True)
+class TriageReadiness:
+    ready: bool  # some triager can answer: otherwise every case goes to a person
+    local_model: str | None  # the stored local model's kind, when it can be used
+    claude: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def readiness(conn: asyncpg.Connection, *, claude: bool, embedding_model: str | None) -> TriageReadiness:
+    """`embedding_model` is the deployment's embedder (None: none); a local model trained with
+    another cannot be used until it is retrained."""
+    newest = await triage_models.newest_summary(conn)
+    then = "Claude for the cases it is unsure of" if claude else "no Anthropic key: cases it is unsure of are reviewed"
+    if newest is not None and newest.embedding_model in (None, embedding_model):
+        trained = newest.created_at.date().isoformat()
+        return TriageReadiness(True, newest.kind, claude, f"local model {newest.kind} ({newest.n_examples} examples, "
+                                                          f"trained {trained}); {then}")
+    if newest is None:
+        problem = f"no local model yet ({_TO_TRAIN})"
+    else:
+        problem = (f"the local model was trained with embeddings from {newest.embedding_model}, this deployment "
+                   f"embeds with {embedding_model or 'nothing'}: retrain with `cx triage train`")
+    if claude:
+        return TriageReadiness(True, None, True, f"Claude triages every case; {problem}")
+    return TriageReadiness(False, None, False, f"no triage model yet: every case goes to a person; {problem}, "
+                                               "or set ANTHROPIC_API_KEY")

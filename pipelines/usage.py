@@ -1,0 +1,21 @@
+"""Every AI call in llm_usage: Claude, the embedding providers and the local models (at zero cost)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+import asyncpg
+
+from db import usage as usage_db
+from pipelines.ports import LLMUsage
+
+
+async def record_usage(
+    conn: asyncpg.Connection, calls: Iterable[LLMUsage | None], *, step: str | None = None,
+    case_id: UUID | None = None, execution_id: UUID | None = None,
+) -> None:
+    """Record the calls (None entries are skipped); `step` names the pipeline step they served
+    when the caller knows it better than the adapter did (an embedding for a search, say)."""
+    rows = [usage_db.Call(**(call.model_dump() | ({"step": step} if step else {}))) for call in calls if call]
+    await usage_db.record_calls(conn, rows, case_id=case_id, execution_id=execution_id)
