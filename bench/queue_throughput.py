@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bot.runtime.database import start_embedded, with_database  # noqa: E402
 from bot.runtime.logs import configure_logging  # noqa: E402
 from bot.runtime.metrics import Metrics  # noqa: E402
-from bot.settings import load_settings  # noqa: E402
 from bot.runtime.worker import Worker  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
 from db import jobs  # noqa: E402
 from db.migrate import migrate  # noqa: E402
 from db.pool import create_pool, transaction  # noqa: E402

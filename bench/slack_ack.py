@@ -51,27 +51,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from slack_sdk.web.async_client import AsyncWebClient  # noqa: E402
 
-from bot.runtime.database import scratch_pool  # noqa: E402
 from bot.deps import Deps, with_slack  # noqa: E402
+from bot.jobs import job_handlers  # noqa: E402
+from bot.runtime.database import scratch_pool  # noqa: E402
 from bot.runtime.logs import configure_logging  # noqa: E402
 from bot.runtime.metrics import Metrics  # noqa: E402
+from bot.runtime.worker import Worker  # noqa: E402
 from bot.services.review import SlackReviewService  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.slack.app import build_slack_app, socket_mode_handler  # noqa: E402
-from bot.jobs import job_handlers  # noqa: E402
-from bot.runtime.worker import Worker  # noqa: E402
 from db import intake as intake_db  # noqa: E402
 from db import jobs  # noqa: E402
 from db.pool import transaction  # noqa: E402
 from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter  # noqa: E402
-from pipelines.jobs import JobName  # noqa: E402
+from pipelines.jobs import (
+    ActionRequest,  # noqa: E402
+    JobName,  # noqa: E402
+)
 from pipelines.kb.documents import collect, read_file  # noqa: E402
 from pipelines.kb.ingest import ingest  # noqa: E402
 from pipelines.models import TriageResult  # noqa: E402
-from pipelines.ports import MailboxMessage  # noqa: E402
-from pipelines.jobs import ActionRequest  # noqa: E402
+from pipelines.ports import (  # noqa: E402
+    Triaged,
+    TriageInput,
+)
 from pipelines.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
-from pipelines.ports import Triaged, TriageInput  # noqa: E402
+from tests.fakes.mailbox import SinkMailbox  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,34 +109,6 @@ class FixedTriager:
     async def triage(self, item: TriageInput) -> Triaged:
         return Triaged(TriageResult(category=self._category, subcategory=self._subcategory, priority="medium",
                                     confidence=0.7, reason="bench", triager="local", model="bench-fixed"))
-
-
-class SinkMailbox:
-    """Where approved replies go: accepted and forgotten, so reply.send jobs succeed."""
-
-    address = "support@northwind.example"
-
-    def __init__(self) -> None:
-        self.sent = 0
-
-    async def current_history_id(self) -> int:
-        return 1
-
-    async def added_since(self, history_id: int) -> tuple[list[str], int]:
-        return [], history_id
-
-    async def recent(self, limit: int) -> list[str]:
-        return []
-
-    async def fetch(self, message_id: str) -> MailboxMessage:
-        raise LookupError(message_id)
-
-    async def send(self, raw: bytes, thread_id: str | None) -> str:
-        self.sent += 1
-        return f"sink-{self.sent}"
-
-    async def find_sent(self, rfc822_message_id: str) -> str | None:
-        return None
 
 
 class CountingReviews(SlackReviewService):

@@ -7,19 +7,20 @@ import gc
 import signal
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import cast
 
 import structlog
 from aiohttp import web
 
-from bot.runtime.database import open_pool
 from bot.deps import build_deps
+from bot.jobs import job_handlers
+from bot.runtime.database import open_pool
 from bot.runtime.scheduler import Scheduler, schedules
+from bot.runtime.worker import Worker
 from bot.settings import Settings
 from bot.slack.app import build_slack_app, http_route, socket_mode_handler
-from bot.web.http import RuntimeStatus
 from bot.web.app import build_web_app
-from bot.jobs import job_handlers
-from bot.runtime.worker import Worker
+from bot.web.http import RuntimeStatus
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +78,7 @@ async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
                 elif app_token is not None:
                     socket_handler = socket_mode_handler(build_slack_app(services, slack), app_token)
                     await socket_handler.connect_async()
-                    status.slack_connected = lambda: bool(socket_handler.client.is_connected())  # type: ignore[union-attr]
+                    status.slack_connected = lambda: bool(socket_handler.client.is_connected())
                     log.info("slack.connected", mode="socket")
                 else:
                     slack_events = http_route(build_slack_app(services, slack, signing_secret))
@@ -93,14 +94,16 @@ async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
                 await runner.setup()
                 site = web.TCPSite(runner, host="0.0.0.0", port=port)
                 await site.start()
-                bound = site._server.sockets[0].getsockname()[1] if site._server else port  # type: ignore[union-attr]
+                # TCPSite.start() makes it with loop.create_server, which returns an asyncio.Server.
+                server = cast("asyncio.Server | None", site._server)
+                bound = server.sockets[0].getsockname()[1] if server else port
                 log.info("web.listening", port=bound)
             # Start-up objects (modules, models, settings) live as long as the process: keep the
             # collector from walking them again and again, which shows up as latency spikes.
             gc.freeze()
             log.info("cx.running", roles=status.roles)
 
-            waiters = [asyncio.create_task(stop.wait())]
+            waiters: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
             if worker is not None:
                 waiters.append(asyncio.create_task(worker.wait()))
             done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

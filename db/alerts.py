@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,16 @@ RETURNING alert_id
 
 _EVIDENCE = """
 INSERT INTO alert_evidence (alert_id, evidence_key, details)
-VALUES ($1, 'case:' || $2::text, jsonb_build_object('case_id', $2::text))
+VALUES ($1, 'case:' || $2::uuid, jsonb_build_object('case_id', $2::uuid))
 ON CONFLICT DO NOTHING
 """
 
 
-async def open_urgent_alert(conn: asyncpg.Connection, case_id: UUID) -> UUID | None:
+async def open_urgent_alert(conn: Connection, case_id: UUID) -> UUID | None:
     """The case's urgent alert, created on first call with the case as its evidence, and locked
     for the caller's transaction (so that one caller at a time posts it). None if there is no such case."""
     fingerprint = urgent_fingerprint(case_id)
-    alert_id = await conn.fetchval(_FIND, fingerprint)
+    alert_id: UUID | None = await conn.fetchval(_FIND, fingerprint)
     if alert_id is None:
         await conn.fetchval(_OPEN, fingerprint, case_id)
         # A concurrent caller's insert wins the conflict; either way the row is there once it commits.
@@ -92,12 +92,12 @@ WHERE c.case_id = $1
 """
 
 
-async def urgent_case(conn: asyncpg.Connection, case_id: UUID) -> UrgentCaseFacts | None:
+async def urgent_case(conn: Connection, case_id: UUID) -> UrgentCaseFacts | None:
     row = await conn.fetchrow(_URGENT_CASE, case_id, urgent_fingerprint(case_id))
     return UrgentCaseFacts(**dict(row)) if row else None
 
 
-async def save_alert_message(conn: asyncpg.Connection, alert_id: UUID, channel: str, ts: str) -> None:
+async def save_alert_message(conn: Connection, alert_id: UUID, channel: str, ts: str) -> None:
     await conn.execute(
         """
         INSERT INTO slack_messages (alert_id, purpose, channel_id, ts) VALUES ($1, 'alert', $2, $3)

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import asyncpg
 
+from db.connection import Connection
 from db.kb import snippet
 
 # Only the start of a long text travels: Slack shows a few hundred characters of it at most.
@@ -218,43 +219,47 @@ ORDER BY s.n
 """
 
 
-async def case_by_id(conn: asyncpg.Connection, case_id: UUID, timeline: int) -> CaseFacts | None:
+async def case_by_id(conn: Connection, case_id: UUID, timeline: int) -> CaseFacts | None:
     return _facts(await conn.fetchrow(_BY_ID, case_id, timeline))
 
 
-async def case_by_short_id(conn: asyncpg.Connection, short_id: int, timeline: int) -> CaseFacts | None:
+async def case_by_short_id(conn: Connection, short_id: int, timeline: int) -> CaseFacts | None:
     return _facts(await conn.fetchrow(_BY_SHORT_ID, short_id, timeline))
 
 
-async def cases_by_email(conn: asyncpg.Connection, email: str, limit: int) -> tuple[list[CaseRow], int]:
+async def cases_by_email(conn: Connection, email: str, limit: int) -> tuple[list[CaseRow], int]:
     """The customer's latest cases, and how many they have in all."""
     return _rows(await conn.fetch(_BY_EMAIL, email, limit))
 
 
-async def cases_by_words(conn: asyncpg.Connection, words: str, limit: int) -> tuple[list[CaseRow], int]:
+async def cases_by_words(conn: Connection, words: str, limit: int) -> tuple[list[CaseRow], int]:
     """The best matches of web-search syntax ("phrase", or, -word) over subject and description,
     and how many cases match (counted up to _WORDS_CANDIDATES)."""
     return _rows(await conn.fetch(_BY_WORDS, words, limit))
 
 
-async def open_cases_of(conn: asyncpg.Connection, slack_user: str, limit: int,
+async def open_cases_of(conn: Connection, slack_user: str, limit: int,
                         done: Sequence[str]) -> tuple[list[CaseRow], int]:
     """The cases the Slack user owns that are in none of the `done` states, last changed first,
     and how many there are."""
     return _rows(await conn.fetch(_MINE, slack_user, limit, list(done)))
 
 
-async def queue_counts(conn: asyncpg.Connection) -> QueueCounts:
-    return QueueCounts(**dict(await conn.fetchrow(_QUEUE)))
+async def queue_counts(conn: Connection) -> QueueCounts:
+    row = await conn.fetchrow(_QUEUE)
+    assert row is not None  # a SELECT of scalar subqueries, without FROM, always returns one row
+    return QueueCounts(**dict(row))
 
 
-async def day_counts(conn: asyncpg.Connection, since: datetime) -> DayCounts:
+async def day_counts(conn: Connection, since: datetime) -> DayCounts:
     """What happened since `since` (the start of the desk's day): App Home's "Today"."""
-    return DayCounts(**dict(await conn.fetchrow(_DAY, since)))
+    row = await conn.fetchrow(_DAY, since)
+    assert row is not None  # an aggregate without GROUP BY always returns one row
+    return DayCounts(**dict(row))
 
 
 async def shared_articles(
-    conn: asyncpg.Connection, refs: Sequence[tuple[UUID, UUID]], query: str
+    conn: Connection, refs: Sequence[tuple[UUID, UUID]], query: str
 ) -> list[SharedArticle]:
     """The (article, chunk) pairs still published, in the given order, each with its snippet for `query`."""
     rows = await conn.fetch(_SHARED, [a for a, _ in refs], [c for _, c in refs], query)

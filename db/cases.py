@@ -7,6 +7,8 @@ from uuid import UUID
 
 import asyncpg
 
+from db.connection import Connection
+
 
 class CaseStatus(StrEnum):
     NEW = "new"
@@ -83,7 +85,7 @@ VALUES ($1, $2, $3, 'status_change', $4, $5, $6, clock_timestamp())
 
 
 async def transition(
-    conn: asyncpg.Connection,
+    conn: Connection,
     case_id: UUID,
     to: CaseStatus,
     *,
@@ -103,7 +105,7 @@ async def transition(
     return CaseStatus(row["previous"])
 
 
-async def allowed_transitions(conn: asyncpg.Connection) -> dict[CaseStatus, set[CaseStatus]]:
+async def allowed_transitions(conn: Connection) -> dict[CaseStatus, set[CaseStatus]]:
     allowed: dict[CaseStatus, set[CaseStatus]] = {}
     for row in await conn.fetch("SELECT from_status, to_status FROM case_status_transitions"):
         allowed.setdefault(CaseStatus(row["from_status"]), set()).add(CaseStatus(row["to_status"]))
@@ -120,10 +122,10 @@ LIMIT $1
 """
 
 
-async def list_cases(conn: asyncpg.Connection, limit: int = 50) -> list[asyncpg.Record]:
+async def list_cases(conn: Connection, limit: int = 50) -> list[asyncpg.Record]:
     return await conn.fetch(_LIST, limit)
 
 
-async def ids_in_status(conn: asyncpg.Connection, status: CaseStatus, limit: int = 1000) -> list[UUID]:
+async def ids_in_status(conn: Connection, status: CaseStatus, limit: int = 1000) -> list[UUID]:
     rows = await conn.fetch("SELECT case_id FROM cases WHERE status = $1 ORDER BY short_id LIMIT $2", status.value, limit)
     return [r["case_id"] for r in rows]

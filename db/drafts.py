@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ WHERE c.case_id = $1
 """
 
 
-async def load_case(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = False) -> CaseForDraft | None:
+async def load_case(conn: Connection, case_id: UUID, *, lock: bool = False) -> CaseForDraft | None:
     row = await conn.fetchrow(_LOAD + (" FOR UPDATE OF c" if lock else ""), case_id)
     if row is None:
         return None
@@ -52,7 +52,7 @@ async def load_case(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = Fal
     return CaseForDraft(**values)
 
 
-async def similar_resolved(conn: asyncpg.Connection, case_id: UUID, subcategory: str | None,
+async def similar_resolved(conn: Connection, case_id: UUID, subcategory: str | None,
                            limit: int = 3) -> list[tuple[str, str]]:
     """(request, reply sent) of the latest answered cases with the same subcategory."""
     if subcategory is None:
@@ -71,7 +71,7 @@ async def similar_resolved(conn: asyncpg.Connection, case_id: UUID, subcategory:
 
 
 async def save_draft(
-    conn: asyncpg.Connection,
+    conn: Connection,
     case_id: UUID,
     *,
     body: str,
@@ -86,7 +86,7 @@ async def save_draft(
     decision: str,
     reason: str,
 ) -> UUID:
-    return await conn.fetchval(
+    draft_id: UUID = await conn.fetchval(
         """
         INSERT INTO case_drafts (case_id, body, cited_article_ids, dropped_citations, confidence, questions, risks,
                                  drafter, model, prompt_version, decision, decision_reason)
@@ -95,6 +95,7 @@ async def save_draft(
         """,
         case_id, body, cited, dropped, confidence, questions, risks, drafter, model, prompt_version, decision, reason,
     )
+    return draft_id
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,12 @@ _DRAFT = "SELECT draft_id, case_id, body, cited_article_ids, confidence, decisio
          "FROM case_drafts "
 
 
-async def latest_draft(conn: asyncpg.Connection, case_id: UUID) -> StoredDraft | None:
+async def latest_draft(conn: Connection, case_id: UUID) -> StoredDraft | None:
     row = await conn.fetchrow(_DRAFT + "WHERE case_id = $1 ORDER BY created_at DESC LIMIT 1", case_id)
     return StoredDraft(**dict(row)) if row else None
 
 
-async def get_draft(conn: asyncpg.Connection, draft_id: UUID) -> StoredDraft | None:
+async def get_draft(conn: Connection, draft_id: UUID) -> StoredDraft | None:
     row = await conn.fetchrow(_DRAFT + "WHERE draft_id = $1", draft_id)
     return StoredDraft(**dict(row)) if row else None
 
@@ -148,7 +149,7 @@ _OUTBOX_COLUMNS = ("outbox_id, case_id, draft_id, draft_key, channel, to_address
 
 
 async def add_outgoing(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     case_id: UUID,
     draft_id: UUID,
@@ -188,19 +189,19 @@ async def add_outgoing(
     return row["outbox_id"], row["created"]
 
 
-async def outgoing(conn: asyncpg.Connection, outbox_id: UUID) -> Outgoing | None:
+async def outgoing(conn: Connection, outbox_id: UUID) -> Outgoing | None:
     row = await conn.fetchrow(f"SELECT {_OUTBOX_COLUMNS} FROM reply_outbox WHERE outbox_id = $1", outbox_id)
     return Outgoing(**dict(row)) if row else None
 
 
-async def outgoing_for_draft(conn: asyncpg.Connection, draft_id: UUID) -> Outgoing | None:
+async def outgoing_for_draft(conn: Connection, draft_id: UUID) -> Outgoing | None:
     row = await conn.fetchrow(
         f"SELECT {_OUTBOX_COLUMNS} FROM reply_outbox WHERE draft_key = 'draft:' || $1::uuid::text", draft_id
     )
     return Outgoing(**dict(row)) if row else None
 
 
-async def mark_sending(conn: asyncpg.Connection, outbox_id: UUID) -> None:
+async def mark_sending(conn: Connection, outbox_id: UUID) -> None:
     """Committed before the provider is called: a row found in `sending` later may have been sent."""
     await conn.execute(
         "UPDATE reply_outbox SET status = 'sending', attempts = attempts + 1, updated_at = now() WHERE outbox_id = $1",
@@ -208,7 +209,7 @@ async def mark_sending(conn: asyncpg.Connection, outbox_id: UUID) -> None:
     )
 
 
-async def mark_sent(conn: asyncpg.Connection, outbox_id: UUID, provider_message_id: str | None) -> None:
+async def mark_sent(conn: Connection, outbox_id: UUID, provider_message_id: str | None) -> None:
     await conn.execute(
         "UPDATE reply_outbox SET status = 'sent', provider_message_id = $2, sent_at = now(), last_error = NULL, "
         "updated_at = now() WHERE outbox_id = $1",
@@ -216,7 +217,7 @@ async def mark_sent(conn: asyncpg.Connection, outbox_id: UUID, provider_message_
     )
 
 
-async def mark_error(conn: asyncpg.Connection, outbox_id: UUID, error: str, *, final: bool = False) -> None:
+async def mark_error(conn: Connection, outbox_id: UUID, error: str, *, final: bool = False) -> None:
     await conn.execute(
         "UPDATE reply_outbox SET last_error = $2, status = CASE WHEN $3 THEN 'failed' ELSE status END, "
         "updated_at = now() WHERE outbox_id = $1",
@@ -224,7 +225,7 @@ async def mark_error(conn: asyncpg.Connection, outbox_id: UUID, error: str, *, f
     )
 
 
-async def record_reply(conn: asyncpg.Connection, case_id: UUID, *, channel: str, body: str,
+async def record_reply(conn: Connection, case_id: UUID, *, channel: str, body: str,
                        external_message_id: str | None, actor_id: str) -> None:
     """The reply on the case's timeline, and its first response time."""
     await conn.execute(

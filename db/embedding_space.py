@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncpg
+from db.connection import Connection
 
 
 class EmbeddingSpaceMismatch(RuntimeError):
     """The database holds vectors from another model; mixing them would make search meaningless."""
 
 
-async def claim(conn: asyncpg.Connection, provider: str, model: str, dimensions: int) -> None:
+async def claim(conn: Connection, provider: str, model: str, dimensions: int) -> None:
     """Record the model on first use; afterwards refuse any other model or dimension."""
     await conn.execute(
         "INSERT INTO embedding_space (provider, model, dimensions) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
@@ -18,7 +18,7 @@ async def claim(conn: asyncpg.Connection, provider: str, model: str, dimensions:
     await check(conn, provider, model, dimensions)
 
 
-async def check(conn: asyncpg.Connection, provider: str, model: str, dimensions: int | None = None) -> None:
+async def check(conn: Connection, provider: str, model: str, dimensions: int | None = None) -> None:
     """Refuse a model other than the recorded one (none recorded: nothing stored to mix with).
     Without `dimensions` (not known before the first call) only the provider and model are compared."""
     row = await conn.fetchrow("SELECT provider, model, dimensions FROM embedding_space")

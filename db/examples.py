@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 import numpy as np
 
+from db.connection import Connection
+
 
 async def add_examples(
-    conn: asyncpg.Connection,
+    conn: Connection,
     rows: Sequence[tuple[str, str, str | None, str | None]],
     *,
     source: str,
@@ -38,21 +41,21 @@ async def add_examples(
     return int(inserted)
 
 
-async def missing_embeddings(conn: asyncpg.Connection, limit: int = 5000) -> list[tuple[UUID, str]]:
+async def missing_embeddings(conn: Connection, limit: int = 5000) -> list[tuple[UUID, str]]:
     rows = await conn.fetch(
         "SELECT example_id, text FROM labelled_examples WHERE embedding IS NULL ORDER BY created_at LIMIT $1", limit
     )
     return [(r["example_id"], r["text"]) for r in rows]
 
 
-async def set_embeddings(conn: asyncpg.Connection, ids: Sequence[UUID], vectors: np.ndarray) -> None:
+async def set_embeddings(conn: Connection, ids: Sequence[UUID], vectors: np.ndarray) -> None:
     await conn.executemany(
         "UPDATE labelled_examples SET embedding = $2 WHERE example_id = $1",
         list(zip(ids, list(vectors))),
     )
 
 
-async def nearest(conn: asyncpg.Connection, vector: np.ndarray, k: int) -> list[tuple[str, str | None, float, str]]:
+async def nearest(conn: Connection, vector: np.ndarray, k: int) -> list[tuple[str, str | None, float, str]]:
     """The k labelled examples closest to `vector` (cosine), as (category, subcategory, similarity, text)."""
     dims = int(vector.shape[0])
     # The cast to vector(dims) and the matching WHERE let the planner use the partial HNSW index.
@@ -79,7 +82,7 @@ class EmbeddedExample:
     created_at: object
 
 
-async def examples_since(conn: asyncpg.Connection, since: object, limit: int = 10_000) -> list[EmbeddedExample]:
+async def examples_since(conn: Connection, since: object, limit: int = 10_000) -> list[EmbeddedExample]:
     """Examples created after `since`, oldest first (what a loaded model has not seen yet)."""
     rows = await conn.fetch(
         "SELECT text, category, subcategory, embedding, created_at FROM labelled_examples "
@@ -101,10 +104,10 @@ def _embedded(row: asyncpg.Record) -> EmbeddedExample:
     )
 
 
-async def training_set(conn: asyncpg.Connection) -> tuple[list[EmbeddedExample], object]:
+async def training_set(conn: Connection) -> tuple[list[EmbeddedExample], datetime]:
     """Every example, and the instant they were read at (the model's `examples_until`)."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        until = await conn.fetchval("SELECT now()")
+        until: datetime = await conn.fetchval("SELECT now()")
         rows = await conn.fetch(
             "SELECT text, category, subcategory, embedding, created_at FROM labelled_examples ORDER BY created_at"
         )

@@ -6,20 +6,21 @@ import json
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
-async def start(conn: asyncpg.Connection, workflow: str, case_id: UUID | None = None) -> UUID:
-    return await conn.fetchval(
+async def start(conn: Connection, workflow: str, case_id: UUID | None = None) -> UUID:
+    execution_id: UUID = await conn.fetchval(
         "INSERT INTO workflow_executions (workflow_name, case_id, started_at) "
         "VALUES ($1, $2, clock_timestamp()) RETURNING execution_id",
         workflow,
         case_id,
     )
+    return execution_id
 
 
 async def finish(
-    conn: asyncpg.Connection,
+    conn: Connection,
     execution_id: UUID,
     status: str,
     *,

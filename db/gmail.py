@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
-async def history_id(conn: asyncpg.Connection, mailbox: str) -> int | None:
-    return await conn.fetchval("SELECT history_id FROM gmail_sync_state WHERE mailbox = $1", mailbox)
+async def history_id(conn: Connection, mailbox: str) -> int | None:
+    value: int | None = await conn.fetchval("SELECT history_id FROM gmail_sync_state WHERE mailbox = $1", mailbox)
+    return value
 
 
-async def save_history_id(conn: asyncpg.Connection, mailbox: str, value: int, *, full_sync: bool) -> None:
+async def save_history_id(conn: Connection, mailbox: str, value: int, *, full_sync: bool) -> None:
     # GREATEST: two syncs finishing out of order must not move the cursor backwards.
     await conn.execute(
         """
@@ -28,7 +29,7 @@ async def save_history_id(conn: asyncpg.Connection, mailbox: str, value: int, *,
     )
 
 
-async def unseen(conn: asyncpg.Connection, message_ids: list[str]) -> list[str]:
+async def unseen(conn: Connection, message_ids: list[str]) -> list[str]:
     """The ids not processed yet, in the given order."""
     seen = {
         r["gmail_message_id"]
@@ -40,7 +41,7 @@ async def unseen(conn: asyncpg.Connection, message_ids: list[str]) -> list[str]:
 
 
 async def mark_seen(
-    conn: asyncpg.Connection,
+    conn: Connection,
     message_id: str,
     *,
     mailbox: str,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from db.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ LIMIT 1
 
 
 async def create_case(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     customer_email: str,
     customer_name: str | None,
@@ -109,8 +112,8 @@ class ThreadCase:
     case_id: UUID
     short_id: int
     status: str
-    resolved_at: object
-    closed_at: object
+    resolved_at: datetime | None
+    closed_at: datetime | None
 
 
 # A reply names its ancestors in In-Reply-To/References; any of them may be the case's first
@@ -127,14 +130,14 @@ LIMIT 1
 
 
 async def find_thread_case(
-    conn: asyncpg.Connection, message_ids: list[str], gmail_thread_id: str | None
+    conn: Connection, message_ids: list[str], gmail_thread_id: str | None
 ) -> ThreadCase | None:
     row = await conn.fetchrow(_THREAD, message_ids, gmail_thread_id)
     return ThreadCase(**dict(row)) if row else None
 
 
 async def append_interaction(
-    conn: asyncpg.Connection,
+    conn: Connection,
     case_id: UUID,
     *,
     actor_id: str,
@@ -153,10 +156,11 @@ async def append_interaction(
     return inserted is not None
 
 
-async def message_seen(conn: asyncpg.Connection, message_id: str) -> UUID | None:
+async def message_seen(conn: Connection, message_id: str) -> UUID | None:
     """The case that already holds this RFC 822 message, as first message or follow-up."""
-    return await conn.fetchval(
+    case_id: UUID | None = await conn.fetchval(
         "SELECT case_id FROM cases WHERE email_message_id = $1 "
         "UNION ALL SELECT case_id FROM case_interactions WHERE external_message_id = $1 LIMIT 1",
         message_id,
     )
+    return case_id

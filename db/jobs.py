@@ -5,13 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import asyncpg
 from pgqueuer.domain.errors import DuplicateJobError
+from pgqueuer.domain.types import JobId
 from pgqueuer.queries import Queries
+
+from db.connection import Connection
+
+
+def _queries(conn: Connection) -> Queries:
+    # pgqueuer annotates a plain asyncpg.Connection; the pool's proxy forwards every method it calls.
+    return Queries.from_asyncpg_connection(conn)  # type: ignore[arg-type]
 
 
 async def enqueue(
-    conn: asyncpg.Connection,
+    conn: Connection,
     entrypoint: str,
     payload: bytes,
     *,
@@ -24,7 +31,7 @@ async def enqueue(
     With a dedupe key, a job already queued or running under that key makes this a no-op
     (returns None) instead of a second job.
     """
-    queries = Queries.from_asyncpg_connection(conn)
+    queries = _queries(conn)
     ids = await queries.enqueue(
         entrypoint,
         payload,
@@ -36,11 +43,10 @@ async def enqueue(
     return ids[0]
 
 
-async def enqueue_many(conn: asyncpg.Connection, entrypoint: str, payloads: list[bytes]) -> None:
+async def enqueue_many(conn: Connection, entrypoint: str, payloads: list[bytes]) -> None:
     """Queue several jobs of one kind in one statement, on the caller's transaction."""
     if payloads:
-        await Queries.from_asyncpg_connection(conn).enqueue([entrypoint] * len(payloads), list(payloads),
-                                                            [0] * len(payloads))
+        await _queries(conn).enqueue([entrypoint] * len(payloads), list(payloads), [0] * len(payloads))
 
 
 _CLAIM_PERIOD = """
@@ -51,7 +57,7 @@ RETURNING job_name
 
 
 async def enqueue_for_period(
-    conn: asyncpg.Connection, entrypoint: str, period_key: str, payload: bytes
+    conn: Connection, entrypoint: str, period_key: str, payload: bytes
 ) -> bool:
     """Queue a scheduled job once per period, however many schedulers tick; True if this one did."""
     async with conn.transaction():
@@ -77,8 +83,9 @@ FROM pgqueuer
 """
 
 
-async def depth(conn: asyncpg.Connection) -> QueueDepth:
+async def depth(conn: Connection) -> QueueDepth:
     row = await conn.fetchrow(_DEPTH)
+    assert row is not None  # an aggregate without GROUP BY always returns one row
     return QueueDepth(row["queued"], row["picked"], row["failed"])
 
 
@@ -109,7 +116,7 @@ LIMIT $2
 
 
 async def list_jobs(
-    conn: asyncpg.Connection, *, status: str | None = None, limit: int = 50
+    conn: Connection, *, status: str | None = None, limit: int = 50
 ) -> list[QueuedJob]:
     return [QueuedJob(**dict(row)) for row in await conn.fetch(_LIST, status, limit)]
 
@@ -118,7 +125,7 @@ class JobNotFailed(LookupError):
     pass
 
 
-async def retry_failed(conn: asyncpg.Connection, job_id: int) -> None:
+async def retry_failed(conn: Connection, job_id: int) -> None:
     """Put a held (failed) job back in the queue with a fresh attempt budget."""
     status = await conn.fetchval("SELECT status::text FROM pgqueuer WHERE id = $1", job_id)
     if status != "failed":
@@ -126,6 +133,6 @@ async def retry_failed(conn: asyncpg.Connection, job_id: int) -> None:
             f"job {job_id} is not a failed job" if status else f"there is no job {job_id}"
         )
     try:
-        await Queries.from_asyncpg_connection(conn).requeue_jobs([job_id])  # type: ignore[list-item]
+        await _queries(conn).requeue_jobs([JobId(job_id)])
     except DuplicateJobError:
         raise JobNotFailed(f"job {job_id} has a twin already queued under its dedupe key") from None

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
-import asyncpg
 import numpy as np
+
+from db.connection import Connection
 
 Change = Literal["created", "updated", "unchanged"]
 
@@ -61,7 +62,7 @@ class ChunkRow:
     content_hash: str
 
 
-async def upsert_article(conn: asyncpg.Connection, article: ArticleRow, chunks: Sequence[ChunkRow]) -> tuple[UUID, Change]:
+async def upsert_article(conn: Connection, article: ArticleRow, chunks: Sequence[ChunkRow]) -> tuple[UUID, Change]:
     """Store an article and its chunks. Unchanged (same hash): nothing is written. Changed: chunks
     whose hash is unchanged keep their embedding, the others wait for one. Call in a transaction."""
     current = await conn.fetchrow(
@@ -96,14 +97,14 @@ async def upsert_article(conn: asyncpg.Connection, article: ArticleRow, chunks: 
     return article_id, "created" if current is None else "updated"
 
 
-async def refresh_statistics(conn: asyncpg.Connection) -> None:
+async def refresh_statistics(conn: Connection) -> None:
     """Recount document frequencies for full-text scoring; run after the articles changed."""
     await conn.execute("REFRESH MATERIALIZED VIEW kb_lexemes")
     await conn.execute("REFRESH MATERIALIZED VIEW kb_corpus")
 
 
 async def archive_missing(
-    conn: asyncpg.Connection, source: str, keep_source_ids: Sequence[str], *, prefix: str = ""
+    conn: Connection, source: str, keep_source_ids: Sequence[str], *, prefix: str = ""
 ) -> int:
     """Archive the source's published articles (with ids under `prefix`) that are no longer in it."""
     result = await conn.execute(
@@ -115,7 +116,7 @@ async def archive_missing(
     return int(result.split()[-1])
 
 
-async def versions(conn: asyncpg.Connection, source: str) -> dict[str, int]:
+async def versions(conn: Connection, source: str) -> dict[str, int]:
     """source_id → the source's version number stored with each published article."""
     rows = await conn.fetch(
         "SELECT source_id, (metadata->>'version')::int AS version FROM kb_articles "
@@ -125,7 +126,7 @@ async def versions(conn: asyncpg.Connection, source: str) -> dict[str, int]:
     return {r["source_id"]: r["version"] for r in rows}
 
 
-async def set_source_version(conn: asyncpg.Connection, source: str, source_id: str, version: int) -> None:
+async def set_source_version(conn: Connection, source: str, source_id: str, version: int) -> None:
     await conn.execute(
         "UPDATE kb_articles SET metadata = metadata || jsonb_build_object('version', $3::int) "
         "WHERE source = $1 AND source_id = $2",
@@ -133,7 +134,7 @@ async def set_source_version(conn: asyncpg.Connection, source: str, source_id: s
     )
 
 
-async def unembedded_chunks(conn: asyncpg.Connection, limit: int) -> list[tuple[UUID, str, str]]:
+async def unembedded_chunks(conn: Connection, limit: int) -> list[tuple[UUID, str, str]]:
     """(chunk_id, heading, content) of chunks that have no vector yet."""
     rows = await conn.fetch(
         "SELECT chunk_id, heading, content FROM kb_chunks WHERE embedding IS NULL ORDER BY article_id, ordinal LIMIT $1",
@@ -142,13 +143,13 @@ async def unembedded_chunks(conn: asyncpg.Connection, limit: int) -> list[tuple[
     return [(r["chunk_id"], r["heading"], r["content"]) for r in rows]
 
 
-async def set_chunk_embeddings(conn: asyncpg.Connection, ids: Sequence[UUID], vectors: np.ndarray) -> None:
+async def set_chunk_embeddings(conn: Connection, ids: Sequence[UUID], vectors: np.ndarray) -> None:
     await conn.executemany(
         "UPDATE kb_chunks SET embedding = $2, updated_at = now() WHERE chunk_id = $1", list(zip(ids, list(vectors)))
     )
 
 
-async def clear_embeddings(conn: asyncpg.Connection) -> int:
+async def clear_embeddings(conn: Connection) -> int:
     """Forget every stored vector (knowledge base, labelled examples, cases) and the embedding
     space, so that the next run embeds everything with the configured model."""
     result = await conn.execute("UPDATE kb_chunks SET embedding = NULL WHERE embedding IS NOT NULL")
@@ -346,7 +347,7 @@ def search_call(
 
 
 async def hybrid_search(
-    conn: asyncpg.Connection,
+    conn: Connection,
     query: str,
     vector: np.ndarray | None,
     k: int,
@@ -372,17 +373,18 @@ async def hybrid_search(
 
 
 async def log_search(
-    conn: asyncpg.Connection, query: str, hits: Sequence[Hit], *, origin: str, case_id: UUID | None = None
+    conn: Connection, query: str, hits: Sequence[Hit], *, origin: str, case_id: UUID | None = None
 ) -> UUID:
     results = [{"article_id": str(h.article_id), "chunk_id": str(h.chunk_id), "score": round(h.score, 5)} for h in hits]
-    return await conn.fetchval(
+    search_id: UUID = await conn.fetchval(
         "INSERT INTO kb_searches (query, case_id, origin, top_score, results) VALUES ($1, $2, $3, $4, $5::jsonb) "
         "RETURNING search_id",
         query, case_id, origin, hits[0].score if hits else None, json.dumps(results),
     )
+    return search_id
 
 
-async def last_search_for_case(conn: asyncpg.Connection, case_id: UUID) -> list[tuple[str, str | None, float]]:
+async def last_search_for_case(conn: Connection, case_id: UUID) -> list[tuple[str, str | None, float]]:
     """(title, url, fused score) of the articles the case's latest search returned, best first."""
     rows = await conn.fetch(
         """
@@ -397,7 +399,7 @@ async def last_search_for_case(conn: asyncpg.Connection, case_id: UUID) -> list[
     return [(r["title"], r["url"], r["score"]) for r in rows]
 
 
-async def counts(conn: asyncpg.Connection) -> tuple[int, int, int]:
+async def counts(conn: Connection) -> tuple[int, int, int]:
     """Published articles, their chunks, and chunks still waiting for an embedding."""
     row = await conn.fetchrow(
         """
@@ -406,4 +408,5 @@ async def counts(conn: asyncpg.Connection) -> tuple[int, int, int]:
         FROM kb_articles a LEFT JOIN kb_chunks c USING (article_id) WHERE a.status = 'published'
         """
     )
+    assert row is not None  # an aggregate without GROUP BY always returns one row
     return row["articles"], row["chunks"], row["unembedded"]

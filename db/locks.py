@@ -15,13 +15,15 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from db.connection import Connection
+
 _LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 0))"
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
 _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
 
 
 @asynccontextmanager
-async def advisory_lock(pool: asyncpg.Pool, key: str, *, wait: float | None) -> AsyncIterator[asyncpg.Connection | None]:
+async def advisory_lock(pool: asyncpg.Pool, key: str, *, wait: float | None) -> AsyncIterator[Connection | None]:
     """The connection holding the lock named `key` for the block. With `wait=None` the lock is only
     tried, and the block gets None when another session holds it; otherwise the wait is bounded by
     `wait` seconds (TimeoutError after that)."""

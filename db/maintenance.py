@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-import asyncpg
+from db.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class Pruned:
     slack_events: int
 
 
-async def prune(conn: asyncpg.Connection, older_than: timedelta) -> Pruned:
+async def prune(conn: Connection, older_than: timedelta) -> Pruned:
     """Delete queue logs, scheduler claims and Slack dedupe keys older than `older_than`."""
     job_log = await conn.fetchval(
         "WITH d AS (DELETE FROM pgqueuer_log WHERE created < now() - $1::interval AND aggregated "

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import asyncpg
 
+from db.connection import Connection
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same in every process that migrates.
@@ -60,7 +62,7 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+async def migrate(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Apply the pending migrations in order; return those applied (none on a second run)."""
     migrations = load_migrations(directory)
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
@@ -98,7 +100,7 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
 
 
-async def status(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[MigrationStatus]:
+async def status(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[MigrationStatus]:
     """Every migration file with the time it was applied, or None while pending."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     applied = (

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from pgvector.asyncpg import register_vector
 
+from db.connection import Connection
 from db.kb import SESSION_SETTINGS
 
 
@@ -32,7 +33,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
 
 @asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
     """One connection in one transaction: commit on success, roll back on any error."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ WHERE c.case_id = $1
 """
 
 
-async def card_facts(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = False) -> CardFacts | None:
+async def card_facts(conn: Connection, case_id: UUID, *, lock: bool = False) -> CardFacts | None:
     """With `lock`, the case row is locked first (call in a transaction): decisions on one case queue up."""
     if lock:
         await conn.execute("SELECT 1 FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
@@ -77,11 +77,11 @@ async def card_facts(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = Fa
 
 
 async def open_review(
-    conn: asyncpg.Connection, case_id: UUID, draft: str | None, confidence: float | None, reason: str,
+    conn: Connection, case_id: UUID, draft: str | None, confidence: float | None, reason: str,
     due_at: datetime,
 ) -> UUID:
     """The case's pending review, created if there is none (one pending review per case)."""
-    created = await conn.fetchval(
+    created: UUID | None = await conn.fetchval(
         """
         INSERT INTO review_queue (case_id, draft, ai_confidence, review_reason, due_at)
         VALUES ($1, $2, $3, $4, $5)
@@ -92,10 +92,13 @@ async def open_review(
     )
     if created is not None:
         return created
-    return await conn.fetchval("SELECT review_id FROM review_queue WHERE case_id = $1 AND status = 'pending'", case_id)
+    pending: UUID = await conn.fetchval(
+        "SELECT review_id FROM review_queue WHERE case_id = $1 AND status = 'pending'", case_id
+    )
+    return pending
 
 
-async def save_card_message(conn: asyncpg.Connection, case_id: UUID, channel: str, ts: str) -> None:
+async def save_card_message(conn: Connection, case_id: UUID, channel: str, ts: str) -> None:
     await conn.execute(
         """
         INSERT INTO slack_messages (case_id, purpose, channel_id, ts) VALUES ($1, 'review_card', $2, $3)
@@ -107,7 +110,7 @@ async def save_card_message(conn: asyncpg.Connection, case_id: UUID, channel: st
 
 
 async def decide(
-    conn: asyncpg.Connection, review_id: UUID, status: str, reviewer: str, *, comments: str | None = None,
+    conn: Connection, review_id: UUID, status: str, reviewer: str, *, comments: str | None = None,
     final_solution: str | None = None,
 ) -> bool:
     """Close a pending review with its outcome; False if it was no longer pending (someone else won)."""
@@ -123,9 +126,9 @@ async def decide(
     return decided is not None
 
 
-async def assign(conn: asyncpg.Connection, case_id: UUID, reviewer: str) -> str | None:
+async def assign(conn: Connection, case_id: UUID, reviewer: str) -> str | None:
     """Make `reviewer` the case's owner; returns who owned it before (None: the bot)."""
-    previous = await conn.fetchval(
+    previous: str | None = await conn.fetchval(
         "SELECT owner_slack_user_id FROM cases WHERE case_id = $1 FOR UPDATE", case_id
     )
     await conn.execute(
@@ -139,7 +142,7 @@ async def assign(conn: asyncpg.Connection, case_id: UUID, reviewer: str) -> str 
 
 
 async def add_feedback(
-    conn: asyncpg.Connection, case_id: UUID, review_id: UUID | None, feedback_type: str, reviewer: str, *,
+    conn: Connection, case_id: UUID, review_id: UUID | None, feedback_type: str, reviewer: str, *,
     field: str | None = None, ai_value: str | None = None, human_value: str | None = None,
     comment: str | None = None, agent_name: str = "draft",
 ) -> None:
@@ -153,7 +156,7 @@ async def add_feedback(
     )
 
 
-async def first_deliveries(conn: asyncpg.Connection, delivery_ids: list[str]) -> set[str]:
+async def first_deliveries(conn: Connection, delivery_ids: list[str]) -> set[str]:
     """The ids among these seen for the first time (a repeated id counts once)."""
     rows = await conn.fetch(
         "INSERT INTO slack_events_seen (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
@@ -162,16 +165,16 @@ async def first_deliveries(conn: asyncpg.Connection, delivery_ids: list[str]) ->
     return {r["event_id"] for r in rows}
 
 
-async def first_delivery(conn: asyncpg.Connection, delivery_id: str) -> bool:
+async def first_delivery(conn: Connection, delivery_id: str) -> bool:
     """True the first time a Slack delivery id is seen; a redelivered copy gets False."""
     return bool(await first_deliveries(conn, [delivery_id]))
 
 
-async def set_jira_issue(conn: asyncpg.Connection, case_id: UUID, key: str) -> None:
+async def set_jira_issue(conn: Connection, case_id: UUID, key: str) -> None:
     await conn.execute("UPDATE cases SET jira_issue_key = $2, updated_at = now() WHERE case_id = $1", case_id, key)
 
 
-async def correct_labels(conn: asyncpg.Connection, case_id: UUID, category: str | None, subcategory: str | None,
+async def correct_labels(conn: Connection, case_id: UUID, category: str | None, subcategory: str | None,
                          priority: str | None) -> None:
     """A reviewer's labels replace triage's (NULL keeps a label as it is)."""
     await conn.execute(
@@ -181,7 +184,7 @@ async def correct_labels(conn: asyncpg.Connection, case_id: UUID, category: str 
     )
 
 
-async def claim_escalation(conn: asyncpg.Connection, case_id: UUID, reviewer: str) -> str | None:
+async def claim_escalation(conn: Connection, case_id: UUID, reviewer: str) -> str | None:
     """Mark the case as being escalated by `reviewer` unless it already is; returns who holds the
     claim (None: the case has no row). Call under the case lock. The claim outlives a crash, so a
     retried job of the same reviewer carries on where it stopped."""
@@ -190,8 +193,9 @@ async def claim_escalation(conn: asyncpg.Connection, case_id: UUID, reviewer: st
         "WHERE case_id = $1 AND NOT metadata ? 'escalating'",
         case_id, reviewer,
     )
-    return await conn.fetchval("SELECT metadata->>'escalating' FROM cases WHERE case_id = $1", case_id)
+    holder: str | None = await conn.fetchval("SELECT metadata->>'escalating' FROM cases WHERE case_id = $1", case_id)
+    return holder
 
 
-async def release_escalation(conn: asyncpg.Connection, case_id: UUID) -> None:
+async def release_escalation(conn: Connection, case_id: UUID) -> None:
     await conn.execute("UPDATE cases SET metadata = metadata - 'escalating' WHERE case_id = $1", case_id)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
 class NoticeKind(StrEnum):
@@ -96,7 +96,7 @@ VALUES ($1, 'system', 'review_sla', 'note', $2,
 
 
 async def claim_reminder(
-    conn: asyncpg.Connection, now: datetime, lead: timedelta, skip: list[UUID]
+    conn: Connection, now: datetime, lead: timedelta, skip: list[UUID]
 ) -> SlaNotice | None:
     """The next review whose reminder is due (due within `lead`, not yet due), marked reminded.
     `skip`: reviews this run already failed to post about. Call in a transaction."""
@@ -104,12 +104,12 @@ async def claim_reminder(
     return SlaNotice(kind=NoticeKind.REMINDER, **dict(row)) if row else None
 
 
-async def claim_timeout(conn: asyncpg.Connection, now: datetime, skip: list[UUID]) -> SlaNotice | None:
+async def claim_timeout(conn: Connection, now: datetime, skip: list[UUID]) -> SlaNotice | None:
     """The next review past its due time not yet escalated, marked escalated. Call in a transaction."""
     row = await conn.fetchrow(_CLAIM_TIMEOUT, now, skip)
     return SlaNotice(kind=NoticeKind.TIMEOUT, **dict(row)) if row else None
 
 
-async def record_timeout(conn: asyncpg.Connection, notice: SlaNotice, message: str) -> None:
+async def record_timeout(conn: Connection, notice: SlaNotice, message: str) -> None:
     """The timeout on the case's timeline; the claim already share-locked the case row."""
     await conn.execute(_TIMEOUT_NOTE, notice.case_id, message, notice.review_id, notice.due_at)

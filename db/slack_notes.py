@@ -7,20 +7,21 @@ import json
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
-async def case_for_card_thread(conn: asyncpg.Connection, channel: str, thread_ts: str) -> UUID | None:
+async def case_for_card_thread(conn: Connection, channel: str, thread_ts: str) -> UUID | None:
     """The case whose review card is the message `thread_ts` in `channel`, if any."""
-    return await conn.fetchval(
+    case_id: UUID | None = await conn.fetchval(
         "SELECT case_id FROM slack_messages "
         "WHERE channel_id = $1 AND ts = $2 AND purpose = 'review_card' AND case_id IS NOT NULL",
         channel, thread_ts,
     )
+    return case_id
 
 
 async def add_note(
-    conn: asyncpg.Connection, case_id: UUID, *, actor_type: str, actor_id: str, message: str,
+    conn: Connection, case_id: UUID, *, actor_type: str, actor_id: str, message: str,
     external_message_id: str, metadata: dict[str, Any] | None = None,
 ) -> bool:
     """An internal note on the case; False if a note with that external id is already there."""

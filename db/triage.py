@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ WHERE c.case_id = $1
 """
 
 
-async def load(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = False) -> CaseForTriage | None:
+async def load(conn: Connection, case_id: UUID, *, lock: bool = False) -> CaseForTriage | None:
     row = await conn.fetchrow(_LOAD + (" FOR UPDATE OF c" if lock else ""), case_id)
     return CaseForTriage(**dict(row)) if row else None
 
@@ -50,7 +50,7 @@ WHERE case_id = $1
 
 
 async def save(
-    conn: asyncpg.Connection,
+    conn: Connection,
     case_id: UUID,
     *,
     category: str,
@@ -83,6 +83,6 @@ WHERE case_id = $1
 """
 
 
-async def save_route(conn: asyncpg.Connection, case_id: UUID, *, route: str, reason: str) -> None:
+async def save_route(conn: Connection, case_id: UUID, *, route: str, reason: str) -> None:
     """A route without labels: no triager could answer, and `reason` says why."""
     await conn.execute(_SAVE_ROUTE, case_id, route, reason)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class StoredModel:
 
 
 async def save(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     kind: str,
     embedding_model: str | None,
@@ -35,11 +35,12 @@ async def save(
     metrics: dict[str, Any],
     payload: bytes,
 ) -> UUID:
-    return await conn.fetchval(
+    model_id: UUID = await conn.fetchval(
         "INSERT INTO triage_models (kind, embedding_model, labels, n_examples, examples_until, train_seconds, "
         "metrics, payload) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING model_id",
         kind, embedding_model, labels, n_examples, examples_until, train_seconds, json.dumps(metrics), payload,
     )
+    return model_id
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class ModelSummary:
     created_at: datetime
 
 
-async def newest_summary(conn: asyncpg.Connection) -> ModelSummary | None:
+async def newest_summary(conn: Connection) -> ModelSummary | None:
     """The newest model's kind and provenance, without its payload."""
     row = await conn.fetchrow(
         "SELECT kind, embedding_model, n_examples, created_at FROM triage_models ORDER BY created_at DESC LIMIT 1"
@@ -58,11 +59,12 @@ async def newest_summary(conn: asyncpg.Connection) -> ModelSummary | None:
     return ModelSummary(**dict(row)) if row else None
 
 
-async def newest_id(conn: asyncpg.Connection) -> UUID | None:
-    return await conn.fetchval("SELECT model_id FROM triage_models ORDER BY created_at DESC LIMIT 1")
+async def newest_id(conn: Connection) -> UUID | None:
+    model_id: UUID | None = await conn.fetchval("SELECT model_id FROM triage_models ORDER BY created_at DESC LIMIT 1")
+    return model_id
 
 
-async def load(conn: asyncpg.Connection, model_id: UUID) -> StoredModel | None:
+async def load(conn: Connection, model_id: UUID) -> StoredModel | None:
     row = await conn.fetchrow(
         "SELECT model_id, kind, embedding_model, labels, n_examples, examples_until, payload, created_at "
         "FROM triage_models WHERE model_id = $1",
@@ -71,11 +73,12 @@ async def load(conn: asyncpg.Connection, model_id: UUID) -> StoredModel | None:
     return StoredModel(**{**dict(row), "labels": list(row["labels"])}) if row else None
 
 
-async def prune(conn: asyncpg.Connection, keep: int = 3) -> int:
+async def prune(conn: Connection, keep: int = 3) -> int:
     """Drop all but the newest `keep` models: they are large."""
-    return await conn.fetchval(
+    dropped: int = await conn.fetchval(
         "WITH old AS (DELETE FROM triage_models WHERE model_id NOT IN "
         "(SELECT model_id FROM triage_models ORDER BY created_at DESC LIMIT $1) RETURNING 1) "
         "SELECT count(*) FROM old",
         keep,
     )
+    return dropped

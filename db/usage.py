@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-import asyncpg
+from db.connection import Connection
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ SELECT $1, $2, $3, $4::int, $5::int, $6::int, $7::int,
 
 
 async def record_calls(
-    conn: asyncpg.Connection, calls: Sequence[Call], *, case_id: UUID | None = None,
+    conn: Connection, calls: Sequence[Call], *, case_id: UUID | None = None,
     execution_id: UUID | None = None,
 ) -> None:
     if calls:

@@ -51,7 +51,8 @@ REJECT_REASONS: tuple[tuple[str, str], ...] = (
     ("other", "Other"),
 )
 
-_PRIORITY_EMOJI = {
+# str | None keys: a card without a priority is looked up too, and gets the default.
+_PRIORITY_EMOJI: dict[str | None, str] = {
     "urgent": ":red_circle:",
     "critical": ":red_circle:",
     "high": ":large_orange_circle:",
@@ -500,7 +501,7 @@ def _select(label: str, block: ModalBlock, options: list[dict[str, Any]], curren
 def _grouped_select(
     label: str, block: ModalBlock, groups: list[tuple[str, list[str]]], current: str | None
 ) -> dict[str, Any]:
-    option_groups = [
+    option_groups: list[dict[str, Any]] = [
         {"label": kit.plain(category, mrkdwn.OPTION_TEXT), "options": [_option(s, s) for s in subs]}
         for category, subs in groups
     ]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
-from handlers.case_views import CaseAnswer, KbResult, KbShare, MyCases
 from handlers.case_query import CaseQuery
+from handlers.case_views import CaseAnswer, KbResult, KbShare, MyCases
 from handlers.home_views import HomeFacts
 from handlers.review_card import ReviewCard
 from pipelines.jobs import ActionRequest, ShortcutRequest

@@ -10,11 +10,12 @@ import asyncpg
 import numpy as np
 
 from db import embedding_space
+from db.connection import Connection
 from pipelines.ports import Embedder
 from pipelines.usage import record_usage
 
-Pending = Callable[[asyncpg.Connection, int], Awaitable[list[tuple[UUID, str]]]]
-Store = Callable[[asyncpg.Connection, Sequence[UUID], np.ndarray], Awaitable[None]]
+Pending = Callable[[Connection, int], Awaitable[list[tuple[UUID, str]]]]
+Store = Callable[[Connection, Sequence[UUID], np.ndarray], Awaitable[None]]
 
 
 async def backfill(

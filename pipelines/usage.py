@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
-import asyncpg
-
 from db import usage as usage_db
+from db.connection import Connection
 from pipelines.ports import LLMUsage
 
 
 async def record_usage(
-    conn: asyncpg.Connection, calls: Iterable[LLMUsage | None], *, step: str | None = None,
+    conn: Connection, calls: Iterable[LLMUsage | None], *, step: str | None = None,
     case_id: UUID | None = None, execution_id: UUID | None = None,
 ) -> None:
     """Record the calls (None entries are skipped); `step` names the pipeline step they served

@@ -1,18 +1,26 @@
-"""One embedded PostgreSQL per test session; every test gets a fresh database cloned from a migrated template."""
+"""One embedded PostgreSQL per test session; every test gets a fresh database cloned from a migrated template.
+Fixtures several test modules share live here too."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from bot.clients import gmail_service
 from bot.runtime.database import start_embedded, with_database
 from bot.settings import Settings, load_settings
 from db.migrate import migrate
 from db.pool import create_pool
+from pipelines.adapters.gmail_mailbox import GmailMailbox
+from tests.fakes.gmail import FakeGmail
+from tests.fakes.slack import FakeSlack
+from tests.support.slack import REVIEWERS
 
 TEMPLATE = "cx_template"
 
@@ -91,3 +99,35 @@ def make_settings(tmp_path: Path, dsn: str) -> Callable[..., Settings]:
         return load_settings(**values)
 
     return make
+
+
+@pytest.fixture
+async def gmail(tmp_path):
+    """The fake Gmail API and a GmailMailbox on it (the real google-api-python-client), as (fake, mailbox).
+    test_fakes.py and test_gmail_sync.py have a `gmail` fixture of their own."""
+    token = tmp_path / "token.json"
+    token.write_text(
+        json.dumps(
+            {
+                "token": "test-token",
+                "refresh_token": "r",
+                "client_id": "c",
+                "client_secret": "s",
+                "expiry": "2099-01-01T00:00:00Z",
+            }
+        )
+    )
+    async with FakeGmail() as fake:
+        settings = load_settings(
+            _env_file=None, cx_data_dir=tmp_path / "cx-data", gmail_token_file=token, gmail_api_url=fake.url
+        )
+        yield fake, GmailMailbox(partial(gmail_service, settings), "support@example.com")
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """The fake Slack API, whose reviewer group (REVIEWERS) has two members, U0ALICE and U0BOB.
+    Modules that need other users define a `slack` fixture of their own."""
+    async with FakeSlack() as fake:
+        fake.usergroup_members[REVIEWERS] = ["U0ALICE", "U0BOB"]
+        yield fake

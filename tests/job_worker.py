@@ -14,8 +14,8 @@ from functools import partial
 import asyncpg
 
 from bot.runtime.metrics import Metrics
-from bot.settings import load_settings
 from bot.runtime.worker import Worker
+from bot.settings import load_settings
 from db.pool import create_pool, transaction
 
 EFFECT_JOB = "test.effect"

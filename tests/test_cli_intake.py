@@ -3,17 +3,10 @@ from __future__ import annotations
 import asyncpg
 
 from tests.cli_runner import ROOT, cx, cx_env
+from tests.support.db import count
 
 SAMPLES = ROOT / "samples" / "inbox"
 BANKING = ROOT / "prompts" / "taxonomy-banking.yaml"
-
-
-async def count(dsn: str, table: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(f"SELECT count(*) FROM {table}")
-    finally:
-        await conn.close()
 
 
 async def test_intake_eml_imports_a_folder_and_summarises(dsn):
@@ -86,9 +79,9 @@ async def test_intake_post_signs_and_sends_a_request(pool, make_settings, tmp_pa
     from aiohttp.test_utils import TestServer
 
     from bot.deps import Deps
-    from bot.web.http import RuntimeStatus
     from bot.runtime.metrics import Metrics
     from bot.web.app import build_web_app
+    from bot.web.http import RuntimeStatus
     from tests.cli_runner import CX
 
     server = TestServer(build_web_app(Deps(make_settings(), pool, Metrics()), RuntimeStatus(roles=["web"])))

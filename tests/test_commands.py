@@ -25,6 +25,7 @@ from db.drafts import save_draft
 from db.pool import transaction
 from db.review import assign
 from handlers import commands, errors, mrkdwn
+from handlers.case_query import CaseQuery, QueryKind, parse_case_query
 from handlers.case_views import (
     CaseDetail,
     KbResult,
@@ -34,11 +35,10 @@ from handlers.case_views import (
     kb_results_reply,
     kb_shared_reply,
 )
-from handlers.case_query import CaseQuery, QueryKind, parse_case_query
 from handlers.services import Services
 from tests.fakes.slack import FakeSlack
-from tests.test_drafting import import_demo_kb, review_case
-from tests.test_review_blocks import assert_valid_blocks
+from tests.support.blocks import assert_valid_blocks
+from tests.support.cases import import_demo_kb, review_case
 
 CHANNEL = "C0SUPPORT"
 HOSTILE = "Ping <!channel> and <@U1>, see <https://x|y> now"

@@ -11,28 +11,21 @@ from pathlib import Path
 import pytest
 from anthropic import AsyncAnthropic
 
-from db import intake as intake_db
-from db.pool import transaction
 from pipelines.adapters.anthropic_llm import TOOL_NAME, AnthropicLLM
 from pipelines.adapters.gmail_mailbox import AnswerLost
 from pipelines.drafting.drafters import ClaudeDrafter, ExtractiveDrafter, FallbackDrafter, check_citations
-from pipelines.drafting.step import DraftPolicy, draft_case
-from pipelines.kb.documents import collect, read_file
-from pipelines.kb.ingest import ingest
-from pipelines.kb.search import Hit
-from pipelines.replies.outbox import Channels, Sender, SendResult, approve_draft, send_reply
 from pipelines.drafting.send_policy import PolicyInput, decide
-from pipelines.triage.step import triage_case
+from pipelines.drafting.step import draft_case
+from pipelines.kb.search import Hit
+from pipelines.replies.outbox import Channels, SendResult, approve_draft, send_reply
 from prompts import load
+from tests.cli_runner import CX, cx_env
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.base import Status
-from tests.cli_runner import CX, cx_env
-from tests.test_gmail_send import gmail  # noqa: F401 (fixture)
-from tests.test_triage import TAXONOMY, THRESHOLDS, ScriptedLocal
+from tests.support.cases import POLICY, SENDER, drafting_case, import_demo_kb, jobs_queued, review_case
+from tests.support.triage import TAXONOMY
 
 ROOT = Path(__file__).resolve().parent.parent
-SENDER = Sender("support@northwind.example", "Northwind Bank", "callback-secret")
-POLICY = DraftPolicy(0.85, frozenset({"enterprise"}), SENDER)
 
 # ---- the policy: one test per rule ----------------------------------------------------------------------
 
@@ -88,34 +81,11 @@ def test_citations_outside_the_retrieved_set_are_dropped():
 
 # ---- the drafting step -------------------------------------------------------------------------------------
 
-async def import_demo_kb(pool) -> None:
-    articles = [a for path, root in collect([ROOT / "samples" / "kb"]) for a in read_file(path, root)]
-    await ingest(pool, articles, None)
-
-
-async def drafting_case(pool, *, confidence: float, label: str = "card_arrival", tier: str = "standard",
-                        text: str = "I ordered my card ten days ago and it still has not arrived. Where is it?"):
-    async with transaction(pool) as conn:
-        stored = await intake_db.create_case(
-            conn, customer_email="mia@example.com", customer_name="Mia Wong", channel="email",
-            subject="Card not here", description=text, interaction_type="email_in",
-            email_message_id="<q1@mail.example.com>", gmail_thread_id=None,
-        )
-        await conn.execute("UPDATE customers SET account_tier = $1 WHERE lower(email) = 'mia@example.com'", tier)
-    await triage_case(pool, ScriptedLocal(confidence, label), TAXONOMY, THRESHOLDS, stored.case_id)
-    return stored.case_id
-
-
 def claude_drafter(fake: FakeAnthropic) -> FallbackDrafter:
     client = AsyncAnthropic(api_key="test", base_url=fake.url, max_retries=0, timeout=5)
     claude = ClaudeDrafter(AnthropicLLM(client), model="claude-sonnet-4-6", system=load("draft"),
                            request=load("draft_request"), company="Northwind Bank")
     return FallbackDrafter(claude, ExtractiveDrafter(company="Northwind Bank", high=0.85))
-
-
-async def jobs_queued(pool) -> list[tuple[str, dict]]:
-    rows = await pool.fetch("SELECT entrypoint, payload FROM pgqueuer ORDER BY id")
-    return [(r["entrypoint"], json.loads(bytes(r["payload"]))) for r in rows]
 
 
 async def test_a_confident_cited_claude_draft_is_queued_for_sending(pool):
@@ -185,16 +155,7 @@ async def test_claude_failing_falls_back_to_an_extractive_draft_for_review(pool)
 
 # ---- replies, exactly once -----------------------------------------------------------------------------
 
-async def review_case(pool) -> tuple[uuid.UUID, uuid.UUID]:
-    await import_demo_kb(pool)
-    case_id = await drafting_case(pool, confidence=0.7)
-    outcome = await draft_case(pool, FallbackDrafter(None, ExtractiveDrafter(company="Northwind Bank", high=0.85)),
-                               None, TAXONOMY, POLICY, case_id)
-    assert outcome is not None
-    return case_id, outcome.draft_id
-
-
-async def test_an_approved_draft_is_sent_once_in_the_customers_thread(pool, gmail):  # noqa: F811
+async def test_an_approved_draft_is_sent_once_in_the_customers_thread(pool, gmail):
     fake, mailbox = gmail
     case_id, draft_id = await review_case(pool)
     approval = await approve_draft(pool, draft_id, "U_REVIEWER", SENDER)
@@ -220,7 +181,7 @@ async def test_an_approved_draft_is_sent_once_in_the_customers_thread(pool, gmai
     assert timeline == 1
 
 
-async def test_the_same_draft_approved_twice_at_once_is_sent_once(pool, gmail):  # noqa: F811
+async def test_the_same_draft_approved_twice_at_once_is_sent_once(pool, gmail):
     fake, mailbox = gmail
     _, draft_id = await review_case(pool)
     first, second = await asyncio.gather(
@@ -240,7 +201,7 @@ async def test_the_same_draft_approved_twice_at_once_is_sent_once(pool, gmail): 
     assert await pool.fetchval("SELECT count(*) FROM reply_outbox") == 1
 
 
-async def test_a_lost_answer_is_found_in_sent_mail_instead_of_sending_again(pool, gmail):  # noqa: F811
+async def test_a_lost_answer_is_found_in_sent_mail_instead_of_sending_again(pool, gmail):
     fake, mailbox = gmail
     _, draft_id = await review_case(pool)
     approval = await approve_draft(pool, draft_id, "U_REVIEWER", SENDER)
@@ -253,7 +214,7 @@ async def test_a_lost_answer_is_found_in_sent_mail_instead_of_sending_again(pool
     assert await pool.fetchval("SELECT provider_message_id FROM reply_outbox") == sent.id
 
 
-async def test_a_worker_killed_after_gmail_accepted_the_reply_does_not_send_it_twice(pool, dsn, gmail, tmp_path):  # noqa: F811
+async def test_a_worker_killed_after_gmail_accepted_the_reply_does_not_send_it_twice(pool, dsn, gmail, tmp_path):
     """The real worker process: killed (SIGKILL) while Gmail holds the sent message and the outbox row
     still says `sending`. The restarted worker finds the message by its Message-ID: one email."""
     fake, _ = gmail

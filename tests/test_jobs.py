@@ -7,18 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, UTC
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.cron import CronTrigger
 
 from bot.runtime.metrics import Metrics
 from bot.runtime.scheduler import Schedule, Scheduler, local_day
 from bot.runtime.worker import Worker
 from db import jobs
 from db.pool import transaction
-from apscheduler.triggers.cron import CronTrigger
-from zoneinfo import ZoneInfo
-
 from tests.cli_runner import ROOT
 from tests.job_worker import EFFECT_JOB
 

@@ -10,8 +10,7 @@ from db.pool import transaction
 from pipelines.adapters.local_embedder import LocalEmbedder
 from pipelines.triage.local.model import LocalModel
 from pipelines.triage.local.triager import LocalTriager, train_local
-from tests.test_local_triage import CATEGORY, TAXONOMY
-from tests.test_pipeline_e2e import HISTORY
+from tests.support.triage import CATEGORY, HISTORY, TAXONOMY
 
 
 async def test_the_shipped_minilm_embeds_offline():

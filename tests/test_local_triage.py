@@ -17,13 +17,10 @@ from db.pool import transaction
 from pipelines.adapters.openai_embedder import OpenAIEmbedder
 from pipelines.triage.local.model import train
 from pipelines.triage.local.triager import LocalTriager, NoLocalModel, train_local
-from pipelines.taxonomy import load_taxonomy
 from tests.fakes.openai import FakeOpenAI
-from tests.test_pipeline_e2e import HISTORY
+from tests.support.triage import CATEGORY, HISTORY, TAXONOMY
 
 ROOT = Path(__file__).resolve().parent.parent
-TAXONOMY = load_taxonomy(ROOT / "prompts" / "taxonomy-banking.yaml")
-CATEGORY = {"card_arrival": "card_delivery", "lost_or_stolen_card": "security", "exchange_rate": "exchange"}
 
 
 async def add_history(pool, rows, source="import"):

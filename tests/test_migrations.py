@@ -4,9 +4,9 @@ import asyncio
 
 import asyncpg
 import pytest
+from pgqueuer.queries import Queries
 
 from db.migrate import MigrationError, load_migrations, migrate, status
-from pgqueuer.queries import Queries
 
 
 async def test_migrate_twice_applies_nothing_the_second_time(empty_dsn):

@@ -10,20 +10,11 @@ import aiohttp
 
 from db import examples as examples_db
 from db.pool import transaction
-from pipelines.triage.local.triager import train_local
 from pipelines.signatures import signed_headers
+from pipelines.triage.local.triager import train_local
 from tests.cli_runner import CX, ROOT, cx_env
-from tests.test_embedded import free_port
-from tests.test_process import healthz
-
-HISTORY = {
-    "card_arrival": ["my card has not arrived yet", "still waiting for my new card", "when will my card be delivered",
-                     "card not here after two weeks", "the card you sent never came", "where is my card"],
-    "lost_or_stolen_card": ["my card was stolen", "I lost my card yesterday", "someone took my wallet with my card",
-                            "card stolen at the station", "I cannot find my card anywhere", "block my lost card"],
-    "exchange_rate": ["what exchange rate do you use", "how do you set the exchange rate", "is the rate fair",
-                      "which exchange rates apply", "rate for euros to dollars", "exchange rate today"],
-}
+from tests.support.net import free_port, healthz
+from tests.support.triage import HISTORY
 
 
 async def test_a_webhook_case_is_triaged_by_the_worker(pool, dsn):

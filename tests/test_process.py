@@ -6,26 +6,9 @@ import asyncio
 import json
 import signal
 
-import aiohttp
-
 from tests.cli_runner import CX, ROOT, cx_env
 from tests.fakes.slack import FakeSlack
-from tests.test_embedded import free_port
-
-
-async def healthz(port: int, until, timeout: float = 30) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with aiohttp.ClientSession() as session:
-        while asyncio.get_running_loop().time() < deadline:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    body = await response.json()
-                    if until(body):
-                        return body
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("cx run never reported the expected health")
+from tests.support.net import free_port, healthz
 
 
 async def test_cx_run_connects_socket_mode_and_drains_on_sigterm(dsn):

@@ -10,10 +10,11 @@ import uuid
 import pytest
 
 from bot.slack.click_inbox import ClickInbox
-from pipelines.review import decisions as review
-from pipelines.ports import IssueRef
 from pipelines.jobs import ActionRequest, ReviewAction
-from tests.test_drafting import SENDER, drafting_case, import_demo_kb, jobs_queued, review_case
+from pipelines.ports import IssueRef
+from pipelines.review import decisions as review
+from tests.support.cases import SENDER, drafting_case, import_demo_kb, jobs_queued, review_case
+from tests.support.review import click
 
 
 async def facts(pool, case_id):
@@ -37,7 +38,7 @@ async def test_a_card_opens_one_pending_review_with_the_drafts_reason(pool):
 async def test_approve_queues_the_reply_and_records_the_decision(pool):
     case_id, draft_id = await review_case(pool)
     await facts(pool, case_id)
-    result = await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U_ALICE", case_id=case_id, draft_id=draft_id))
+    result = await review.apply(pool, SENDER, click(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id))
     assert result.done
     review_row = await pool.fetchrow("SELECT status, reviewed_by FROM review_queue")
     feedback = await pool.fetch("SELECT feedback_type, reviewer, field FROM agent_feedback")
@@ -50,8 +51,8 @@ async def test_approve_queues_the_reply_and_records_the_decision(pool):
 async def test_approve_and_reject_at_once_have_one_winner_and_the_other_is_told(pool):
     case_id, draft_id = await review_case(pool)
     await facts(pool, case_id)
-    approve = ActionRequest(action=ReviewAction.APPROVE, reviewer="U_ALICE", case_id=case_id, draft_id=draft_id)
-    reject = ActionRequest(action=ReviewAction.REJECT, reviewer="U_BOB", case_id=case_id, draft_id=draft_id, reason="tone")
+    approve = click(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id)
+    reject = click(ReviewAction.REJECT, "U_BOB", case_id, draft_id, reason="tone")
     results = await asyncio.gather(review.apply(pool, SENDER, approve), review.apply(pool, SENDER, reject))
     assert sorted(r.done for r in results) == [False, True]
     winner = "U_ALICE" if results[0].done else "U_BOB"
@@ -67,7 +68,7 @@ async def test_approve_and_reject_at_once_have_one_winner_and_the_other_is_told(
 async def test_reject_hands_the_case_to_the_reviewer_and_sends_nothing(pool):
     case_id, draft_id = await review_case(pool)
     await facts(pool, case_id)
-    request = ActionRequest(action=ReviewAction.REJECT, reviewer="U_BOB", case_id=case_id, draft_id=draft_id, reason="inaccurate", note="wrong card")
+    request = click(ReviewAction.REJECT, "U_BOB", case_id, draft_id, reason="inaccurate", note="wrong card")
     assert (await review.apply(pool, SENDER, request)).done
     case = await pool.fetchrow("SELECT status, owner_slack_user_id FROM cases WHERE case_id = $1", case_id)
     assert tuple(case) == ("human_owned", "U_BOB")
@@ -75,26 +76,26 @@ async def test_reject_hands_the_case_to_the_reviewer_and_sends_nothing(pool):
     assert feedback["feedback_type"] == "rejection" and feedback["comment"] == "inaccurate: wrong card"
     assert feedback["ai_value"].startswith("Hi Mia,")
     assert await pool.fetchval("SELECT count(*) FROM reply_outbox") == 0
-    again = await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.REJECT, reviewer="U_CAROL", case_id=case_id, draft_id=draft_id))
+    again = await review.apply(pool, SENDER, click(ReviewAction.REJECT, "U_CAROL", case_id, draft_id))
     assert not again.done and again.winner == "U_BOB" and again.winner_action == "rejected"
 
 
 async def test_take_assigns_the_first_clicker_only(pool):
     case_id, draft_id = await review_case(pool)
     await facts(pool, case_id)
-    first = await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.TAKE, reviewer="U_ALICE", case_id=case_id, draft_id=draft_id))
-    second = await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.TAKE, reviewer="U_BOB", case_id=case_id, draft_id=draft_id))
+    first = await review.apply(pool, SENDER, click(ReviewAction.TAKE, "U_ALICE", case_id, draft_id))
+    second = await review.apply(pool, SENDER, click(ReviewAction.TAKE, "U_BOB", case_id, draft_id))
     assert first.done and not second.done and second.winner == "U_ALICE"
     case = await pool.fetchrow("SELECT status, owner_slack_user_id FROM cases WHERE case_id = $1", case_id)
     assert tuple(case) == ("human_owned", "U_ALICE")
     assert await pool.fetchval("SELECT assigned_to FROM review_queue") == "U_ALICE"
     # The owner may still approve the draft.
-    assert (await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U_ALICE", case_id=case_id, draft_id=draft_id))).done
+    assert (await review.apply(pool, SENDER, click(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id))).done
 
 
 async def test_a_redelivered_click_is_queued_once(pool):
     case_id, draft_id = await review_case(pool)
-    request = ActionRequest(action=ReviewAction.APPROVE, reviewer="U_ALICE", case_id=case_id, draft_id=draft_id, channel="C1", ts="1.2")
+    request = click(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id, channel="C1", ts="1.2")
     assert await review.submit_many(pool, [("click:U_ALICE:1700000000.1", request)]) == [True]
     assert await review.submit_many(pool, [("click:U_ALICE:1700000000.1", request)]) == [False]
     queued = [p for j, p in await jobs_queued(pool) if j == "review.action"]
@@ -108,7 +109,7 @@ async def test_a_reviewer_writes_the_reply_for_a_case_without_a_draft(pool):
     async with pool.acquire() as conn:
         opened = await review.prepare_card(conn, case_id, timeout_hours=2)
     assert opened is not None and opened.status == "human_owned" and opened.draft_id is None
-    request = ActionRequest(action=ReviewAction.EDIT, reviewer="U_ALICE", case_id=case_id, draft_id=None, reply="Hi Mia, I have reordered your card.")
+    request = click(ReviewAction.EDIT, "U_ALICE", case_id, None, reply="Hi Mia, I have reordered your card.")
     assert (await review.apply(pool, SENDER, request)).done
     draft = await pool.fetchrow("SELECT drafter, body FROM case_drafts WHERE case_id = $1", case_id)
     assert tuple(draft) == ("reviewer", "Hi Mia, I have reordered your card.")
@@ -119,10 +120,10 @@ async def test_a_reviewer_writes_the_reply_for_a_case_without_a_draft(pool):
 
 async def test_a_batch_of_clicks_is_one_commit_and_drops_repeats_within_it(pool):
     case_id, draft_id = await review_case(pool)
-    click = ActionRequest(action=ReviewAction.TAKE, reviewer="U_ALICE", case_id=case_id, draft_id=draft_id)
-    assert await review.submit_many(pool, [("click:seen-before", click)]) == [True]
-    queued = await review.submit_many(pool, [("click:a", click), ("click:seen-before", click), ("click:b", click),
-                                             ("click:a", click)])
+    take = click(ReviewAction.TAKE, "U_ALICE", case_id, draft_id)
+    assert await review.submit_many(pool, [("click:seen-before", take)]) == [True]
+    queued = await review.submit_many(pool, [("click:a", take), ("click:seen-before", take), ("click:b", take),
+                                             ("click:a", take)])
     assert queued == [True, False, True, False]
     assert [j for j, _ in await jobs_queued(pool)].count("review.action") == 3
 
@@ -136,7 +137,7 @@ async def test_clicks_arriving_during_a_write_share_the_next_one():
         return [not delivery_id.endswith("dup") for delivery_id, _ in clicks]
 
     inbox = ClickInbox(write)
-    request = ActionRequest(action=ReviewAction.TAKE, reviewer="U1", case_id=uuid.uuid4())
+    request = click(ReviewAction.TAKE, "U1", uuid.uuid4())
     results = await asyncio.gather(*(inbox.submit(f"click:{i}" + ("dup" if i % 10 == 0 else ""), request)
                                      for i in range(50)))
     assert results == [i % 10 != 0 for i in range(50)]
@@ -152,10 +153,10 @@ async def test_clicks_arriving_during_a_write_share_the_next_one():
 async def test_after_a_reject_the_new_owner_can_still_send_their_own_reply(pool):
     case_id, draft_id = await review_case(pool)
     opened = await facts(pool, case_id)
-    await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.REJECT, reviewer="U_BOB", case_id=case_id, draft_id=draft_id, review_id=opened.review_id))
-    late = await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U_ALICE", case_id=case_id, draft_id=draft_id))
+    await review.apply(pool, SENDER, click(ReviewAction.REJECT, "U_BOB", case_id, draft_id, review_id=opened.review_id))
+    late = await review.apply(pool, SENDER, click(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id))
     assert not late.done and late.winner == "U_BOB"
-    edit = ActionRequest(action=ReviewAction.EDIT, reviewer="U_BOB", case_id=case_id, draft_id=draft_id, review_id=opened.review_id, reply="Hi Mia, sorted.")
+    edit = click(ReviewAction.EDIT, "U_BOB", case_id, draft_id, review_id=opened.review_id, reply="Hi Mia, sorted.")
     assert (await review.apply(pool, SENDER, edit)).done
     assert (await pool.fetchval("SELECT body FROM reply_outbox")).startswith("Hi Mia, sorted.")
 
@@ -163,12 +164,12 @@ async def test_after_a_reject_the_new_owner_can_still_send_their_own_reply(pool)
 async def test_editing_a_draft_that_already_went_out_sends_a_new_one(pool):
     case_id, draft_id = await review_case(pool)
     await facts(pool, case_id)
-    assert (await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U_ALICE", case_id=case_id, draft_id=draft_id))).done
+    assert (await review.apply(pool, SENDER, click(ReviewAction.APPROVE, "U_ALICE", case_id, draft_id))).done
     # The customer wrote again and a person owns the case; the card still shows the sent draft.
     await pool.execute("UPDATE reply_outbox SET status = 'sent', sent_at = now(), provider_message_id = 'gmail-1'")
     for status in ("replied", "reopened", "human_owned"):
         await pool.execute("UPDATE cases SET status = $2 WHERE case_id = $1", case_id, status)
-    edit = ActionRequest(action=ReviewAction.EDIT, reviewer="U_BOB", case_id=case_id, draft_id=draft_id, reply="Hi Mia, here is an update.")
+    edit = click(ReviewAction.EDIT, "U_BOB", case_id, draft_id, reply="Hi Mia, here is an update.")
     assert (await review.apply(pool, SENDER, edit)).done
     bodies = [r["body"] for r in await pool.fetch("SELECT body FROM reply_outbox ORDER BY created_at")]
     assert len(bodies) == 2 and bodies[1].startswith("Hi Mia, here is an update.")
@@ -191,8 +192,8 @@ async def test_two_escalations_at_once_file_one_issue_even_if_the_tracker_cannot
     case_id, draft_id = await review_case(pool)
     await facts(pool, case_id)
     tracker = ForgetfulTracker()
-    results = await asyncio.gather(*(review.apply(pool, SENDER, ActionRequest(action=ReviewAction.ESCALATE, reviewer=who, case_id=case_id,
-                                                                              draft_id=draft_id), tracker)
+    results = await asyncio.gather(*(review.apply(pool, SENDER, click(ReviewAction.ESCALATE, who, case_id, draft_id),
+                                                  tracker)
                                      for who in ("U_ALICE", "U_BOB")))
     assert tracker.filed == ["SUP-1"]
     assert sorted(r.done for r in results) == [False, True]
@@ -210,7 +211,7 @@ async def test_a_cancelled_write_fails_its_clicks_instead_of_leaving_them_waitin
         return [True] * len(clicks)
 
     inbox = ClickInbox(slow)
-    request = ActionRequest(action=ReviewAction.TAKE, reviewer="U1", case_id=uuid.uuid4())
+    request = click(ReviewAction.TAKE, "U1", uuid.uuid4())
     first = asyncio.create_task(inbox.submit("click:1", request))
     await started.wait()
     second = asyncio.create_task(inbox.submit("click:2", request))  # arrives during the write

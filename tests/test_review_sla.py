@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.services.review_sla import ReviewSlaService
@@ -19,26 +17,21 @@ from bot.settings import Settings
 from db import intake as intake_db
 from db import review as review_db
 from db.pool import transaction
-from pipelines.review import decisions as review
-from pipelines.review import sla as review_sla
 from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
 from pipelines.drafting.step import draft_case
-from pipelines.jobs import ActionRequest, ReviewAction
-from tests.fakes.slack import FakeSlack
+from pipelines.jobs import ReviewAction
+from pipelines.review import decisions as review
+from pipelines.review import sla as review_sla
 from pipelines.triage.step import triage_case
-from tests.test_drafting import POLICY, SENDER, review_case
-from tests.test_triage import TAXONOMY, THRESHOLDS, ScriptedLocal
+from tests.fakes.slack import FakeSlack
+from tests.support.cases import POLICY, SENDER, review_case
+from tests.support.review import click
+from tests.support.slack import REVIEWERS
+from tests.support.triage import TAXONOMY, THRESHOLDS, ScriptedLocal
 
 REVIEW_CHANNEL = "C0REVIEW"
 ALERTS_CHANNEL = "C0ALERTS"
-REVIEWERS = "S0REVIEWERS"
 CARD_TS = "1700000000.000100"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        yield fake
 
 
 def sla_job(pool, slack: FakeSlack, *, group: str | None = REVIEWERS) -> ReviewSlaService:
@@ -130,8 +123,7 @@ async def test_a_reminder_in_the_cards_thread_then_an_alert_at_the_timeout_each_
 
 async def test_a_review_decided_before_it_is_due_gets_neither(pool, slack):
     case_id, due = await case_in_review(pool)
-    result = await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.REJECT, reviewer="U0ALICE", case_id=case_id,
-                                                            reason="inaccurate"))
+    result = await review.apply(pool, SENDER, click(ReviewAction.REJECT, "U0ALICE", case_id, reason="inaccurate"))
     assert result.done
     job = sla_job(pool, slack)
     for now in (due - timedelta(minutes=29), due + timedelta(minutes=1), due + timedelta(hours=3)):
@@ -268,7 +260,7 @@ async def test_the_subject_is_escaped_and_without_a_group_the_reminder_names_rev
 
 async def test_a_taken_case_reminds_the_reviewer_who_took_it(pool, slack):
     case_id, due = await case_in_review(pool)
-    assert (await review.apply(pool, SENDER, ActionRequest(action=ReviewAction.TAKE, reviewer="U0BOB", case_id=case_id))).done
+    assert (await review.apply(pool, SENDER, click(ReviewAction.TAKE, "U0BOB", case_id))).done
     job = sla_job(pool, slack)
     await job.run(due - timedelta(minutes=29))
     await job.run(due + timedelta(minutes=1))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,34 +19,28 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clients import slack_client
 from bot.deps import Deps, with_slack
+from bot.jobs import job_handlers
 from bot.runtime.metrics import Metrics
 from bot.settings import Settings
 from bot.slack.app import build_slack_app, http_route
 from bot.slack.thread_poster import SlackThreadPoster
 from db import intake as intake_db
 from db.pool import transaction
-from pipelines.review import decisions as review
+from pipelines.adapters.jira_tracker import JiraTracker
 from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
 from pipelines.drafting.step import draft_case
+from pipelines.jobs import ReviewAction
 from pipelines.replies.outbox import Channels, SendResult, send_reply
-from pipelines.jobs import ActionRequest, ReviewAction
+from pipelines.review import decisions as review
 from pipelines.triage.step import triage_case
-from bot.jobs import job_handlers
-from pipelines.adapters.jira_tracker import JiraTracker
 from tests.fakes.jira import FakeJira
 from tests.fakes.slack import FakeSlack
-from tests.test_drafting import POLICY, SENDER, import_demo_kb, jobs_queued, review_case
-from tests.test_triage import TAXONOMY, THRESHOLDS, ScriptedLocal
+from tests.support.cases import POLICY, SENDER, import_demo_kb, jobs_queued, review_case
+from tests.support.review import click
+from tests.support.slack import REVIEWERS
+from tests.support.triage import TAXONOMY, THRESHOLDS, ScriptedLocal
 
 REVIEW_CHANNEL = "C0REVIEW"
-REVIEWERS = "S0REVIEWERS"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack() as fake:
-        fake.usergroup_members[REVIEWERS] = ["U0ALICE", "U0BOB"]
-        yield fake
 
 
 @pytest.fixture
@@ -315,7 +308,7 @@ async def slack_case(deps: Deps, slack: FakeSlack) -> tuple[Any, Any, str]:
 
 async def test_the_reply_to_a_slack_case_goes_to_its_thread_once(deps, slack):
     case_id, draft_id, root_ts = await slack_case(deps, slack)
-    assert (await review.apply(deps.pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U0ALICE", case_id=case_id, draft_id=draft_id))).done
+    assert (await review.apply(deps.pool, SENDER, click(ReviewAction.APPROVE, "U0ALICE", case_id, draft_id))).done
     assert await deps.pool.fetchval("SELECT channel FROM reply_outbox") == "slack"
     await run_jobs(deps, "reply.send")
     (reply,) = [m for m in slack.messages if m["thread_ts"] == root_ts]
@@ -327,7 +320,7 @@ async def test_the_reply_to_a_slack_case_goes_to_its_thread_once(deps, slack):
 
 async def test_a_slack_reply_posted_before_the_worker_died_is_found_not_posted_again(deps, slack):
     case_id, draft_id, root_ts = await slack_case(deps, slack)
-    await review.apply(deps.pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U0ALICE", case_id=case_id, draft_id=draft_id))
+    await review.apply(deps.pool, SENDER, click(ReviewAction.APPROVE, "U0ALICE", case_id, draft_id))
     out = await deps.pool.fetchrow("SELECT outbox_id, draft_key, body FROM reply_outbox")
     # The worker posted and died before recording it: the row is left in `sending`.
     await deps.pool.execute("UPDATE reply_outbox SET status = 'sending'")
@@ -340,7 +333,7 @@ async def test_a_slack_reply_posted_before_the_worker_died_is_found_not_posted_a
 
 async def test_a_reply_slack_refuses_for_good_goes_back_to_review_instead_of_retrying(deps, slack):
     case_id, draft_id, root_ts = await slack_case(deps, slack)
-    await review.apply(deps.pool, SENDER, ActionRequest(action=ReviewAction.APPROVE, reviewer="U0ALICE", case_id=case_id, draft_id=draft_id))
+    await review.apply(deps.pool, SENDER, click(ReviewAction.APPROVE, "U0ALICE", case_id, draft_id))
     await deps.pool.execute("DELETE FROM pgqueuer WHERE entrypoint = 'case.review_card'")
     slack.fail_next("chat.postMessage", "not_in_channel")
     assert await run_jobs(deps, "reply.send") == 1  # returned normally: no retry would help

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 
 from bot.settings import SettingsError, load_settings
-
 from tests.cli_runner import cx, cx_env
 
 

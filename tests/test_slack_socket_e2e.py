@@ -17,22 +17,21 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.deps import Deps, with_slack
+from bot.jobs import job_handlers
 from bot.runtime.metrics import Metrics
+from bot.runtime.worker import Worker
 from bot.settings import Settings
 from bot.slack.app import build_slack_app, socket_mode_handler
-from bot.jobs import job_handlers
-from bot.runtime.worker import Worker
 from db import jobs
 from handlers.review_card import review_card_blocks
 from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.slack import FakeSlack
-from tests.test_drafting import SENDER, review_case
-from tests.test_gmail_send import gmail  # noqa: F401 (fixture)
-from tests.test_triage import TAXONOMY
+from tests.support.cases import SENDER, review_case
+from tests.support.slack import REVIEWERS
+from tests.support.triage import TAXONOMY
 
 REVIEW_CHANNEL = "C0REVIEW"
-REVIEWERS = "S0REVIEWERS"
 ACK_DEADLINE = 3.0  # seconds: Slack's limit for acknowledging an envelope
 
 
@@ -45,7 +44,7 @@ class Desk:
 
 
 @pytest.fixture
-async def desk(pool, gmail) -> AsyncIterator[Desk]:  # noqa: F811
+async def desk(pool, gmail) -> AsyncIterator[Desk]:
     fake_gmail, mailbox = gmail
     async with FakeSlack() as slack:
         slack.usergroup_members[REVIEWERS] = ["U0ALICE", "U0BOB"]

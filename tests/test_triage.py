@@ -4,60 +4,15 @@ against the fake Anthropic API), the route, and what is written."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from anthropic import AsyncAnthropic
 
-from pipelines.adapters.anthropic_llm import TOOL_NAME, AnthropicLLM
-from pipelines.intake.webhook import intake_webhook
-from pipelines.models import IntakeRequest, TriageResult
-from pipelines.triage.routing import Thresholds
-from pipelines.taxonomy import load_taxonomy
+from pipelines.adapters.anthropic_llm import TOOL_NAME
 from pipelines.triage.step import triage_case
-from pipelines.ports import Triaged, TriageInput
-from pipelines.triage.triagers import CascadeTriager, ClaudeTriager
-from prompts import load
+from pipelines.triage.triagers import CascadeTriager
 from tests.fakes.anthropic import FakeAnthropic
-
-ROOT = Path(__file__).resolve().parent.parent
-TAXONOMY = load_taxonomy(ROOT / "prompts" / "taxonomy-banking.yaml")
-THRESHOLDS = Thresholds(high=0.85, medium=0.60)
-
-
-class ScriptedLocal:
-    """An in-repo stand-in for the local triager: always the same answer."""
-
-    name = "local"
-
-    def __init__(self, confidence: float, label: str = "card_arrival", priority="medium", sentiment="neutral") -> None:
-        self.confidence, self.label, self.calls = confidence, label, 0
-        self.priority, self.sentiment = priority, sentiment
-
-    async def triage(self, item: TriageInput) -> Triaged:
-        self.calls += 1
-        category, sub = TAXONOMY.resolve(self.label)
-        return Triaged(TriageResult(category=category, subcategory=sub, priority=self.priority,
-                                    sentiment=self.sentiment, confidence=self.confidence,
-                                    reason="nearest examples agree", triager="local", model="test-local"))
-
-
-def claude_for(fake: FakeAnthropic, *, timeout: float = 5.0) -> ClaudeTriager:
-    client = AsyncAnthropic(api_key="test", base_url=fake.url, max_retries=1, timeout=timeout)
-    return ClaudeTriager(AnthropicLLM(client), TAXONOMY, model="claude-haiku-4-5",
-                         system=load("triage"), request=load("triage_request"))
-
-
-def answer(**overrides) -> dict:
-    base = {"category": "transfers", "subcategory": "transfer_not_received_by_recipient", "priority": "high",
-            "sentiment": "negative", "language": "en", "summary": "Salary transfer missing", "error_codes": [],
-            "confidence": 0.93, "reason": "The customer says the recipient never got the money."}
-    return {**base, **overrides}
-
-
-async def new_case(pool, text="My transfer to my landlord has not arrived and I am furious.", **extra):
-    request = IntakeRequest(customer_email="eve@example.com", description=text, **extra)
-    return (await intake_webhook(pool, request, replay_key="k-" + text[:20])).case_id
+from tests.support.cases import new_case
+from tests.support.triage import TAXONOMY, THRESHOLDS, ScriptedLocal, answer, claude_for
 
 
 async def test_a_confident_local_answer_never_calls_claude(pool):

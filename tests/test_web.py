@@ -4,8 +4,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.deps import Deps
 from bot.runtime.metrics import Metrics
-from bot.web.http import RuntimeStatus
 from bot.web.app import build_web_app
+from bot.web.http import RuntimeStatus
 from db import jobs
 
 

@@ -7,9 +7,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.deps import Deps
-from bot.web.http import RuntimeStatus
 from bot.runtime.metrics import Metrics
 from bot.web.app import build_web_app
+from bot.web.http import RuntimeStatus
 from pipelines.signatures import sign, signed_headers
 
 SECRET = "test-webhook-secret"

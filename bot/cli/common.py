@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from bot.process import UnknownRole
 from bot.runtime.database import DatabaseUnavailable
 from bot.runtime.logs import configure_logging
-from bot.process import UnknownRole
 from bot.settings import Settings, SettingsError, load_settings
 from db.embedding_space import EmbeddingSpaceMismatch
 from db.migrate import MigrationError

@@ -4,6 +4,7 @@ triage, drafts and the auto-send decision."""
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import UUID
 
 import asyncpg
 from rich.console import Console
@@ -13,8 +14,8 @@ from rich.table import Table
 
 from bot.ai import build_drafter, build_embedder, build_triager
 from bot.services.review import SlackReviewService
-from bot.slack.recorder import RecordingSlack, block_kit_builder_link
 from bot.settings import PROJECT_ROOT, Settings
+from bot.slack.recorder import RecordingSlack, block_kit_builder_link
 from db import drafts as drafts_db
 from db import examples as examples_db
 from db import kb as kb_db
@@ -23,13 +24,13 @@ from db.cases import CaseStatus, ids_in_status, list_cases
 from db.pool import transaction
 from pipelines.drafting.step import DraftPolicy, draft_case
 from pipelines.intake.email import EmailSource, intake_email
-from pipelines.triage.history import read_history
 from pipelines.kb.documents import collect, read_file
 from pipelines.kb.ingest import ingest
-from pipelines.triage.local.triager import train_local
 from pipelines.replies.outbox import Sender
-from pipelines.triage.routing import Thresholds
 from pipelines.taxonomy import Taxonomy, load_taxonomy
+from pipelines.triage.history import read_history
+from pipelines.triage.local.triager import train_local
+from pipelines.triage.routing import Thresholds
 from pipelines.triage.step import triage_case
 
 BANKING_TAXONOMY = PROJECT_ROOT / "prompts" / "taxonomy-banking.yaml"
@@ -103,7 +104,7 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console, *, inbo
 
 
 async def _record_slack(settings: Settings, pool: asyncpg.Pool, taxonomy: Taxonomy, sender: Sender,
-                        case_ids: list, slack_out: Path, out: Console) -> None:
+                        case_ids: list[UUID], slack_out: Path, out: Console) -> None:
     """The review cards the product would post, through the real card job, with every Slack call
     recorded to `slack_out` instead of sent."""
     recorder = RecordingSlack()
@@ -118,7 +119,7 @@ async def _record_slack(settings: Settings, pool: asyncpg.Pool, taxonomy: Taxono
                       soft_wrap=True)
 
 
-async def _show_drafts(pool: asyncpg.Pool, case_ids: list, out: Console) -> None:
+async def _show_drafts(pool: asyncpg.Pool, case_ids: list[UUID], out: Console) -> None:
     """Per drafted case: the knowledge-base hits, the draft, and what the auto-send policy decided."""
     async with pool.acquire() as conn:
         for case_id in case_ids:
@@ -126,6 +127,7 @@ async def _show_drafts(pool: asyncpg.Pool, case_ids: list, out: Console) -> None
             if draft is None:
                 continue
             case = await drafts_db.load_case(conn, case_id)
+            assert case is not None  # the draft's case: case_drafts references cases
             hits = await kb_db.last_search_for_case(conn, case_id)
             lines = ["[bold]Knowledge base[/]"]
             lines += [f"  {i}. {escape(title)} ({score:.4f})" for i, (title, _, score) in enumerate(hits[:3], 1)] or ["  none"]

@@ -8,14 +8,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import asyncpg
-
 from bot import clients
 from bot.ai import embedding_model
 from bot.runtime.database import DatabaseUnavailable, connect, resolve_dsn
 from bot.settings import Settings
 from db import admin
 from db import health as db_health
+from db.connection import Connection
 from db.migrate import status as migration_status
 from pipelines.triage.readiness import readiness
 
@@ -85,7 +84,7 @@ async def _database_checks(settings: Settings) -> list[Check]:
     return [database, vector, triage]
 
 
-async def _triage_check(conn: asyncpg.Connection, settings: Settings) -> Check:
+async def _triage_check(conn: Connection, settings: Settings) -> Check:
     """Configured when some triager can answer; with no model and no key it is "not configured"
     (every case goes to a person), like any other part not set up yet."""
     ready = await readiness(conn, claude=settings.anthropic_api_key is not None,
@@ -96,7 +95,7 @@ async def _triage_check(conn: asyncpg.Connection, settings: Settings) -> Check:
 
 
 async def run_checks(settings: Settings) -> list[Check]:
-    checks: list[Awaitable[Check] | Awaitable[list[Check]]] = []
+    checks: list[Awaitable[Check | list[Check]]] = []
 
     slack = clients.slack_client(settings)
     anthropic = clients.anthropic_client(settings)
@@ -123,6 +122,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     async def gmail_probe() -> str:
         def profile() -> str:
             service = clients.gmail_service(settings)
+            assert service is not None  # probed only when GMAIL_TOKEN_FILE is set
             answer = service.users().getProfile(userId="me").execute()
             return f"{answer['emailAddress']} (history {answer['historyId']})"
 
@@ -131,6 +131,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     async def jira_probe() -> str:
         def info() -> str:
             jira = clients.jira_client(settings)
+            assert jira is not None  # probed only when all three Jira settings are set
             me = jira.myself()  # serverInfo answers anonymously; this proves the credentials
             answer = jira.server_info()
             return f"{answer.get('serverTitle', 'Jira')} as {me.get('displayName', me.get('emailAddress'))}"
@@ -145,7 +146,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     checks.append(
         _timed("anthropic", anthropic_probe)
         if anthropic
-        else one(_not_configured("anthropic", "ANTHROPIC_API_KEY; triage runs locally"))
+        else one(_not_configured("anthropic", "ANTHROPIC_API_KEY; local triage, extractive drafts"))
     )
     checks.append(
         _timed("openai", openai_probe)
@@ -159,7 +160,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     )
     checks.append(
         _timed("jira", jira_probe)
-        if settings.jira_url and settings.jira_api_token
+        if settings.jira_url and settings.jira_email and settings.jira_api_token
         else one(_not_configured("jira", "JIRA_URL, JIRA_EMAIL, JIRA_API_TOKEN"))
     )
     results: list[Check] = []

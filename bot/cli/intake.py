@@ -19,10 +19,10 @@ from bot.runtime.database import open_pool
 from db import examples as examples_db
 from db.pool import transaction
 from pipelines.intake.email import EmailSource, intake_email
-from pipelines.triage.history import HistoryFileError, read_history
 from pipelines.models import Intake, IntakeOutcome
 from pipelines.signatures import signed_headers
 from pipelines.taxonomy import TaxonomyError, load_taxonomy
+from pipelines.triage.history import HistoryFileError, read_history
 
 intake_app = typer.Typer(help="Bring customer requests in from files or a web form.", no_args_is_help=True)
 cases_app = typer.Typer(help="Labelled case history.", no_args_is_help=True)

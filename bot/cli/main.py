@@ -12,13 +12,13 @@ import typer
 from rich.table import Table
 
 from bot.cli.common import UsageError, command, out, settings_from_env
+from bot.cli.health import Check, run_checks
 from bot.cli.intake import cases_app, intake_app
 from bot.cli.kb import kb_app
 from bot.cli.triage import eval_app, triage_app
-from bot.runtime.database import connect, migrate_database, open_pool, resolve_dsn
-from bot.cli.health import Check, run_checks
 from bot.process import ALL_ROLES, parse_roles
 from bot.process import run as run_process
+from bot.runtime.database import connect, migrate_database, open_pool, resolve_dsn
 from db import jobs as job_queue
 from db.migrate import status as migration_status
 

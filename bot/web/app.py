@@ -8,8 +8,8 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.web import webhooks
 from bot.deps import Deps
+from bot.web import webhooks
 from bot.web.http import DEPS, STATUS, RuntimeStatus, errors_as_json
 from db import health as db_health
 from db import jobs

@@ -9,3 +9,7 @@ UPDATE api_pricing SET cache_write_per_mtok = round(input_per_mtok * 1.25, 4) WH
 ALTER TABLE proactive_alerts DROP CONSTRAINT proactive_alerts_alert_type_check;
 ALTER TABLE proactive_alerts ADD CONSTRAINT proactive_alerts_alert_type_check
     CHECK (alert_type IN ('error_code', 'health_metric', 'volume_spike', 'cluster', 'budget', 'urgent_case'));
+
+-- A query embedding costs about $0.0000001 (6 tokens at $0.02 a million): at six decimals every
+-- search was recorded as free. Ten decimals keep a single call's cost.
+ALTER TABLE llm_usage ALTER COLUMN cost_usd TYPE numeric(16,10);

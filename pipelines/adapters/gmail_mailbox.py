@@ -79,17 +79,19 @@ class GmailMailbox:
         token: str | None = None
         latest = history_id
         while True:
-            try:
-                page = await self._call(
-                    lambda users, t=token: users.history().list(
-                        userId="me",
-                        startHistoryId=str(history_id),
-                        historyTypes=["messageAdded"],
-                        labelId=self._label,
-                        maxResults=PAGE,
-                        pageToken=t,
-                    )
+            # A def, not a lambda: mypy cannot infer a lambda's type when it has a default argument.
+            def history_page(users: Any, t: str | None = token) -> Any:
+                return users.history().list(
+                    userId="me",
+                    startHistoryId=str(history_id),
+                    historyTypes=["messageAdded"],
+                    labelId=self._label,
+                    maxResults=PAGE,
+                    pageToken=t,
                 )
+
+            try:
+                page = await self._call(history_page)
             except HttpError as exc:
                 if exc.resp.status == 404:
                     raise HistoryExpired(str(history_id)) from exc
@@ -108,11 +110,12 @@ class GmailMailbox:
         ids: list[str] = []
         token: str | None = None
         while len(ids) < limit:
-            page = await self._call(
-                lambda users, t=token: users.messages().list(
+            def messages_page(users: Any, t: str | None = token) -> Any:
+                return users.messages().list(
                     userId="me", labelIds=[self._label], maxResults=min(PAGE, limit - len(ids)), pageToken=t
                 )
-            )
+
+            page = await self._call(messages_page)
             ids.extend(m["id"] for m in page.get("messages", []))
             token = page.get("nextPageToken")
             if not token:

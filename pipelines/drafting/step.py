@@ -13,15 +13,15 @@ from db import drafts as drafts_db
 from db import executions
 from db.cases import ActorType, CaseNotFound, CaseStatus, transition
 from db.pool import transaction
-from pipelines.replies import outbox as replies
+from pipelines.drafting.send_policy import PolicyDecision, PolicyInput, decide
 from pipelines.executions import failures_recorded
 from pipelines.jobs import JobName
-from pipelines.queue import queue_case_job
 from pipelines.kb.search import Hit, search
 from pipelines.ports import Draft, Drafter, DraftInput, Embedder, SimilarCase
-from pipelines.usage import record_usage
-from pipelines.drafting.send_policy import PolicyDecision, PolicyInput, decide
+from pipelines.queue import queue_case_job
+from pipelines.replies import outbox as replies
 from pipelines.taxonomy import Taxonomy
+from pipelines.usage import record_usage
 
 log = structlog.get_logger(__name__)
 

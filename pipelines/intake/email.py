@@ -5,19 +5,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
 
 from db import intake as intake_db
 from db.cases import REOPENED_BY_REPLY, ActorType, CaseStatus, transition
+from db.connection import Connection
 from db.pool import transaction
 from pipelines.intake.email_parse import ParsedEmail, Skipped, parse_email
 from pipelines.intake.webhook import stored_outcome
 from pipelines.jobs import JobName
-from pipelines.queue import queue_case_job
 from pipelines.models import Intake, IntakeOutcome
+from pipelines.queue import queue_case_job
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +48,7 @@ async def intake_email(
         log.info("intake.email_skipped", reason=parsed.reason.value, detail=parsed.detail)
         return Intake(outcome=IntakeOutcome.SKIPPED, reason=f"{parsed.reason.value}: {parsed.detail}")
     message_id = stable_message_id(parsed, raw)
-    metadata = {
+    metadata: dict[str, object] = {
         "from_name": parsed.from_name,
         "attachments": [a.model_dump() for a in parsed.attachments],
         "charset_problems": parsed.charset_problems,
@@ -82,11 +83,11 @@ def _within(thread: intake_db.ThreadCase, window: timedelta, now: datetime | Non
     finished_at = thread.closed_at or thread.resolved_at
     if thread.status not in REOPENED_BY_REPLY or finished_at is None:
         return True
-    return (now or datetime.now(UTC)) - finished_at <= window  # type: ignore[operator]
+    return (now or datetime.now(UTC)) - finished_at <= window
 
 
 async def _follow_up(
-    conn: asyncpg.Connection,
+    conn: Connection,
     thread: intake_db.ThreadCase,
     parsed: ParsedEmail,
     message_id: str,

@@ -12,7 +12,7 @@ import re
 import textwrap
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from email import errors
 from email.message import Message
 from email.parser import BytesParser
@@ -21,11 +21,12 @@ from email.utils import getaddresses, parsedate_to_datetime
 from enum import StrEnum
 from html import escape
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, cast
 
 import html2text
 from mailparser_reply import EmailMessage as ReplyMessage
 from pydantic import BaseModel, ConfigDict
+
 
 class Attachment(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -87,8 +88,8 @@ def parse_email(raw: bytes, *, own_addresses: Collection[str] = ()) -> ParsedEma
     own_text = "\n\n".join(text for text, forwarded in body.segments if not forwarded)
 
     return ParsedEmail(
-        message_id=(_message_ids(_header(msg, "Message-ID")) or [None])[0],
-        in_reply_to=(_message_ids(_header(msg, "In-Reply-To")) or [None])[0],
+        message_id=next(iter(_message_ids(_header(msg, "Message-ID"))), None),
+        in_reply_to=next(iter(_message_ids(_header(msg, "In-Reply-To"))), None),
         references=_message_ids(_header(msg, "References")),
         subject=subject,
         from_address=from_address,
@@ -215,7 +216,8 @@ def _walk(part: Message, body: _Body, *, forwarded: bool, depth: int = 0) -> Non
     if depth > _MAX_DEPTH:
         return
     ctype = part.get_content_type()
-    children = part.get_payload() if part.is_multipart() else None
+    # is_multipart() is True exactly when the payload is the list of sub-messages.
+    children = cast("list[Message]", part.get_payload()) if part.is_multipart() else None
     if ctype in ("message/rfc822", "message/global") and children:
         inner = children[0]
         heading = "\n".join(f"{h}: {_header(inner, h)}" for h in ("From", "Date", "Subject") if h in inner)
@@ -239,7 +241,8 @@ def _walk(part: Message, body: _Body, *, forwarded: bool, depth: int = 0) -> Non
 
 
 def _leaf(part: Message, ctype: str, body: _Body, forwarded: bool) -> None:
-    payload = part.get_payload(decode=True) or b""
+    # Only leaves get here, and a leaf's decoded payload is bytes (None when it has none).
+    payload = cast("bytes | None", part.get_payload(decode=True)) or b""
     if ctype not in ("text/plain", "text/html") or part.get_content_disposition() == "attachment":
         # Non-text parts count even without a filename: a pasted screenshot is still something sent.
         filename = _clean(part.get_filename() or "") or None

@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from db import kb as kb_db
+from db.connection import Connection
 from db.pool import transaction
 from pipelines.embedding_backfill import backfill
 from pipelines.kb.documents import Article, chunk, embedding_text
@@ -60,7 +61,7 @@ async def embed_pending(
                           step="kb_embed", progress=progress)
 
 
-async def _unembedded(conn: asyncpg.Connection, limit: int) -> list[tuple[UUID, str]]:
+async def _unembedded(conn: Connection, limit: int) -> list[tuple[UUID, str]]:
     return [(chunk_id, embedding_text(heading, content))
             for chunk_id, heading, content in await kb_db.unembedded_chunks(conn, limit)]
 

@@ -19,11 +19,12 @@ import structlog
 from db import drafts as drafts_db
 from db import jobs
 from db.cases import REVIEWABLE, ActorType, CaseStatus, InvalidTransition, transition
+from db.connection import Connection
 from db.locks import advisory_lock
 from db.pool import transaction
 from pipelines.jobs import JobName, ReplyJob
-from pipelines.queue import queue_case_job
 from pipelines.ports import DeliveryRefused, Mailbox, ThreadPoster
+from pipelines.queue import queue_case_job
 from pipelines.signatures import signed_headers
 
 log = structlog.get_logger(__name__)
@@ -56,7 +57,7 @@ def _subject(subject: str | None, case_ref: str) -> str:
 
 
 async def queue_reply(
-    conn: asyncpg.Connection, case: drafts_db.CaseForDraft, draft_id: UUID, body: str, sender: Sender,
+    conn: Connection, case: drafts_db.CaseForDraft, draft_id: UUID, body: str, sender: Sender,
     *, approved_by: str | None,
 ) -> tuple[UUID, bool]:
     """The draft's outbox row and its send job, once however often this is called (call in the
@@ -153,7 +154,7 @@ async def _already_sent(out: drafts_db.Outgoing, channels: Channels) -> str | No
     return None  # a callback carries an Idempotency-Key instead
 
 
-async def _refused(conn: asyncpg.Connection, out: drafts_db.Outgoing, reason: str) -> None:
+async def _refused(conn: Connection, out: drafts_db.Outgoing, reason: str) -> None:
     """A reply no retry can deliver: the row fails for good and the case goes back to review,
     its card refreshed, so a person sees why (and can answer with Edit once it is fixed)."""
     async with conn.transaction():
@@ -221,7 +222,7 @@ class Approval:
 
 async def approve_draft(pool: asyncpg.Pool, draft_id: UUID, reviewer: str, sender: Sender,
                         body: str | None = None,
-                        also: Callable[[asyncpg.Connection], Awaitable[None]] | None = None) -> Approval:
+                        also: Callable[[Connection], Awaitable[None]] | None = None) -> Approval:
     """A reviewer approves a draft (optionally edited): queue its reply once. Concurrent approvals
     queue up on the case row; the second finds the first one's outbox row and is told who won.
     `also` runs in the same transaction when this approval is the one queued (the review hub

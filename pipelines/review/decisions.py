@@ -16,11 +16,12 @@ from db import drafts as drafts_db
 from db import examples, jobs
 from db import review as review_db
 from db.cases import REVIEWABLE, ActorType, CaseStatus, transition
+from db.connection import Connection
 from db.locks import advisory_lock
 from db.pool import transaction
 from pipelines.jobs import ActionRequest, JobName, ReviewAction
-from pipelines.queue import queue_case_job
 from pipelines.ports import Escalation, Tracker, TrackerError, TrackerPriority, TriageInput
+from pipelines.queue import queue_case_job
 from pipelines.replies.outbox import ApprovalOutcome, Sender, approve_draft
 
 CardFacts = review_db.CardFacts
@@ -53,16 +54,17 @@ async def submit_many(pool: asyncpg.Pool, clicks: Sequence[tuple[str, ActionRequ
 
 
 @asynccontextmanager
-async def card_writer(pool: asyncpg.Pool, case_id: UUID) -> AsyncIterator[asyncpg.Connection]:
+async def card_writer(pool: asyncpg.Pool, case_id: UUID, *,
+                      wait: float = CARD_WRITER_WAIT_SECONDS) -> AsyncIterator[Connection]:
     """The one writer of a case's card: without it, a card job and a click's refresh could both
     post a first card, or an older update land after a newer one. Yields the connection holding
     the turn; the card's reads and writes go through it, so a writer needs no second connection."""
-    async with advisory_lock(pool, f"card:{case_id}", wait=CARD_WRITER_WAIT_SECONDS) as conn:
+    async with advisory_lock(pool, f"card:{case_id}", wait=wait) as conn:
         assert conn is not None  # a waiting lock is always taken, or raises TimeoutError
         yield conn
 
 
-async def prepare_card(conn: asyncpg.Connection, case_id: UUID, timeout_hours: float) -> CardFacts | None:
+async def prepare_card(conn: Connection, case_id: UUID, timeout_hours: float) -> CardFacts | None:
     """The card's facts, with the case's pending review opened if it awaits one."""
     async with conn.transaction():
         facts = await review_db.card_facts(conn, case_id)
@@ -76,7 +78,7 @@ async def prepare_card(conn: asyncpg.Connection, case_id: UUID, timeout_hours: f
         return await review_db.card_facts(conn, case_id)
 
 
-async def record_card(conn: asyncpg.Connection, case_id: UUID, channel: str, ts: str) -> None:
+async def record_card(conn: Connection, case_id: UUID, channel: str, ts: str) -> None:
     await review_db.save_card_message(conn, case_id, channel, ts)
 
 
@@ -113,7 +115,7 @@ async def _approve(pool: asyncpg.Pool, sender: Sender, request: ActionRequest) -
     if request.draft_id is None:
         raise ValueError("approve needs a draft")
 
-    async def record(conn: asyncpg.Connection) -> None:
+    async def record(conn: Connection) -> None:
         facts = await review_db.card_facts(conn, request.case_id)
         if facts is None:
             raise LookupError(f"no case {request.case_id}")
@@ -223,7 +225,7 @@ async def _escalate(pool: asyncpg.Pool, tracker: Tracker | None, request: Action
     return ActionResult(done=True)
 
 
-async def _locked_facts(conn: asyncpg.Connection, case_id: UUID) -> CardFacts:
+async def _locked_facts(conn: Connection, case_id: UUID) -> CardFacts:
     # The case row lock orders this decision after any concurrent one (approve takes it too).
     facts = await review_db.card_facts(conn, case_id, lock=True)
     if facts is None:
@@ -245,7 +247,7 @@ async def _reviewer_draft(pool: asyncpg.Pool, request: ActionRequest) -> UUID:
             reason=f"written by reviewer {request.reviewer}")
 
 
-async def _learn_labels(conn: asyncpg.Connection, facts: CardFacts, request: ActionRequest) -> None:
+async def _learn_labels(conn: Connection, facts: CardFacts, request: ActionRequest) -> None:
     """Labels the reviewer changed are corrections: feedback for the triage step, the case's labels,
     and a labelled example the local triager's memories pick up on its next case (no retraining)."""
     changed = {field: (old, new) for field, old, new in (

@@ -11,8 +11,9 @@ from uuid import UUID
 import asyncpg
 
 from db import case_lookup as lookup_db
-from db.pool import transaction
 from db.cases import DONE
+from db.connection import Connection
+from db.pool import transaction
 from db.review import first_delivery
 from pipelines.models import SHORT_ID_MAX
 
@@ -88,7 +89,7 @@ async def shared_articles(
         return await lookup_db.shared_articles(conn, refs, query)
 
 
-async def _matches(conn: asyncpg.Connection, cases: list[CaseRow], total: int) -> Matches:
+async def _matches(conn: Connection, cases: list[CaseRow], total: int) -> Matches:
     if total != 1:
         return Matches(cases, total)
     return Matches(cases, total, await lookup_db.case_by_id(conn, cases[0].case_id, TIMELINE_ENTRIES))

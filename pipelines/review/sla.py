@@ -24,6 +24,7 @@ from uuid import UUID
 import asyncpg
 
 from db import review_sla as sla_db
+from db.connection import Connection
 from db.pool import transaction
 
 NoticeKind = sla_db.NoticeKind
@@ -65,7 +66,7 @@ async def run_due(pool: asyncpg.Pool, now: datetime, post: Post, *, limit: int =
     return SlaRun(tuple(reminders), tuple(timeouts), tuple(failed))
 
 
-Claim = Callable[[asyncpg.Connection, list[UUID]], Awaitable[SlaNotice | None]]
+Claim = Callable[[Connection, list[UUID]], Awaitable[SlaNotice | None]]
 
 
 async def _drain(pool: asyncpg.Pool, post: Post, failed: list[Failure], limit: int, claim: Claim) -> list[SlaNotice]:

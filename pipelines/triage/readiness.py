@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import asyncpg
-
 from db import triage_models
+from db.connection import Connection
 
-_TO_TRAIN = "import labelled history (`cx cases import FILE`) and run `cx triage train`"
+_TO_TRAIN = "import labelled history with `cx cases import FILE`, then run `cx triage train`"
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class TriageReadiness:
         return asdict(self)
 
 
-async def readiness(conn: asyncpg.Connection, *, claude: bool, embedding_model: str | None) -> TriageReadiness:
+async def readiness(conn: Connection, *, claude: bool, embedding_model: str | None) -> TriageReadiness:
     """`embedding_model` is the deployment's embedder (None: none); a local model trained with
     another cannot be used until it is retrained."""
     newest = await triage_models.newest_summary(conn)
@@ -35,11 +34,12 @@ async def readiness(conn: asyncpg.Connection, *, claude: bool, embedding_model: 
         return TriageReadiness(True, newest.kind, claude, f"local model {newest.kind} ({newest.n_examples} examples, "
                                                           f"trained {trained}); {then}")
     if newest is None:
-        problem = f"no local model yet ({_TO_TRAIN})"
+        problem, fix = "no local model yet", _TO_TRAIN
     else:
-        problem = (f"the local model was trained with embeddings from {newest.embedding_model}, this deployment "
-                   f"embeds with {embedding_model or 'nothing'}: retrain with `cx triage train`")
+        problem = (f"the local model was trained with embeddings from {newest.embedding_model}, and this "
+                   f"deployment embeds with {embedding_model or 'nothing'}")
+        fix = "retrain it with `cx triage train`"
     if claude:
-        return TriageReadiness(True, None, True, f"Claude triages every case; {problem}")
-    return TriageReadiness(False, None, False, f"no triage model yet: every case goes to a person; {problem}, "
-                                               "or set ANTHROPIC_API_KEY")
+        return TriageReadiness(True, None, True, f"Claude triages every case: {problem} ({fix})")
+    return TriageReadiness(False, None, False, f"no triage model yet: every case goes to a person ({problem}). "
+                                               f"To triage, {fix}, or set ANTHROPIC_API_KEY")

@@ -14,9 +14,9 @@ from db.cases import ActorType, CaseNotFound, CaseStatus, transition
 from db.pool import transaction
 from pipelines.executions import failures_recorded
 from pipelines.jobs import JobName
-from pipelines.queue import queue_case_job
 from pipelines.models import Route, RouteDecision, TriageResult
-from pipelines.ports import NoTriageModel, Triager, TriageInput
+from pipelines.ports import NoTriageModel, TriageInput, Triager
+from pipelines.queue import queue_case_job
 from pipelines.taxonomy import Taxonomy
 from pipelines.triage.routing import Thresholds, decide_route
 from pipelines.usage import record_usage

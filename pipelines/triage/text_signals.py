@@ -80,7 +80,7 @@ def priority(default: Severity, reported: str | None, text: str) -> Severity:
     order: list[Severity] = ["low", "medium", "high", "critical"]
     level = order.index(default)
     if reported in order:
-        level = max(level, order.index(reported))  # type: ignore[arg-type]
+        level = max(level, order.index(reported))
     if _URGENT.search(text):
         level = max(level, order.index("high"))
     return order[level]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from pipelines.models import Sentiment, Severity, TriageResult
-from pipelines.ports import LLMError, NoTriageModel, SimilarExamples, StructuredLLM, Triaged, Triager, TriageInput
+from pipelines.ports import LLMError, NoTriageModel, SimilarExamples, StructuredLLM, Triaged, TriageInput, Triager
 from pipelines.taxonomy import Taxonomy
 from prompts import Prompt, quote_data
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .base import FakeServer, Hang, RecordedRequest, Status, recorded, retry_headers, StainlessFailures
+from .base import FakeServer, Hang, RecordedRequest, StainlessFailures, Status, recorded, retry_headers
 
 ERROR_TYPES = {
     400: "invalid_request_error",

@@ -9,7 +9,7 @@ from collections import deque
 import numpy as np
 from aiohttp import web
 
-from .base import FakeServer, Hang, RecordedRequest, Status, recorded, retry_headers, StainlessFailures
+from .base import FakeServer, Hang, RecordedRequest, StainlessFailures, Status, recorded, retry_headers
 
 NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 ERROR_CODES = {

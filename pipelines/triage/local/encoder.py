@@ -55,7 +55,7 @@ class MeanPoolEncoder:
         if self._single is None:
             module = self.module
 
-            class LastHidden(torch.nn.Module):
+            class LastHidden(torch.nn.Module):  # type: ignore[misc]  # torch is Any here: pyproject skips it
                 def forward(self, input_ids: Any, attention_mask: Any) -> Any:
                     return module(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
@@ -77,7 +77,8 @@ class MeanPoolEncoder:
         with torch.inference_mode():
             if len(texts) == 1:
                 batch = self._tokens(texts)
-                return _pool(self._traced(batch), batch["attention_mask"], torch).float().numpy()
+                single: np.ndarray = _pool(self._traced(batch), batch["attention_mask"], torch).float().numpy()
+                return single
             out = np.zeros((len(texts), self.dimensions), np.float32)
             order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths: little padding
             for i in range(0, len(texts), batch_size):

@@ -72,7 +72,7 @@ def _length_batches(texts: Sequence[str], size: int, rng: np.random.Generator) -
         chunk = idx[i : i + size * 50]
         chunk = chunk[np.argsort([len(texts[j]) for j in chunk], kind="stable")]
         batches += [chunk[k : k + size] for k in range(0, len(chunk), size)]
-    rng.shuffle(batches)  # type: ignore[arg-type]
+    rng.shuffle(batches)
     return batches
 
 

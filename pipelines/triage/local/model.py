@@ -34,7 +34,8 @@ EPS = 1e-4
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,14 @@ class Recipe:
 def _similarities(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Cosine similarities of unit vectors. With torch loaded (the encoders), multiply in torch:
     numpy's BLAS threads and torch's would fight over the two cores, a 100 ms stall per case."""
+    sims: np.ndarray
     try:
         import torch
     except ImportError:
-        return queries @ keys.T
-    return (torch.from_numpy(queries) @ torch.from_numpy(keys).T).numpy()
+        sims = queries @ keys.T
+        return sims
+    sims = (torch.from_numpy(queries) @ torch.from_numpy(keys).T).numpy()
+    return sims
 
 
 class Memory:
@@ -77,7 +81,8 @@ class Memory:
         weights = np.exp((top - top.max(axis=1, keepdims=True)) / tau)
         probs = np.zeros((len(queries), n_labels))
         np.add.at(probs, (np.repeat(np.arange(len(queries)), k), self.labels[idx].ravel()), weights.ravel())
-        return probs / probs.sum(axis=1, keepdims=True)
+        normalised: np.ndarray = probs / probs.sum(axis=1, keepdims=True)
+        return normalised
 
 
 @dataclass

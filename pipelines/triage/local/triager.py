@@ -17,11 +17,8 @@ import structlog
 from db import examples as examples_db
 from db import triage_models
 from pipelines import model_thread
-from pipelines.triage import text_signals
 from pipelines.embedding_backfill import backfill
-from pipelines.triage.local.finetune import torch_available
-from pipelines.triage.local.model import LocalModel, train
-from pipelines.models import TriageResult
+from pipelines.models import Severity, TriageResult
 from pipelines.ports import (
     Embedder,
     LabelledExample,
@@ -32,6 +29,9 @@ from pipelines.ports import (
     TriageInput,
 )
 from pipelines.taxonomy import Taxonomy
+from pipelines.triage import text_signals
+from pipelines.triage.local.finetune import torch_available
+from pipelines.triage.local.model import LocalModel, train
 
 log = structlog.get_logger(__name__)
 
@@ -198,6 +198,7 @@ class LocalTriager:
             # The history is in other languages: the model's confidence means nothing here.
             confidence = min(float(confidence), self.foreign_language_cap)
             reason += f"; the message is in {language!r}, the history is not, so a person checks it"
+        default: Severity
         if self._taxonomy is None:
             category, subcategory, default = label, None, "medium"
         else:

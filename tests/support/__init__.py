@@ -1,0 +1,1 @@
+"""Helpers, constants and stand-ins that more than one test module uses."""
