@@ -15,6 +15,7 @@ class UrgentCaseFacts:
 
     case_id: UUID
     short_id: int
+    status: str
     priority: str | None
     category: str | None
     subcategory: str | None
@@ -25,7 +26,6 @@ class UrgentCaseFacts:
     customer_name: str | None
     tier: str
     owner: str | None
-    alert_id: UUID | None
     alert_channel: str | None
     alert_ts: str | None
     card_channel: str | None
@@ -77,10 +77,10 @@ async def open_urgent_alert(conn: Connection, case_id: UUID) -> UUID | None:
 
 
 _URGENT_CASE = """
-SELECT c.case_id, c.short_id, c.priority, c.category, c.subcategory, c.subject, c.summary,
+SELECT c.case_id, c.short_id, c.status, c.priority, c.category, c.subcategory, c.subject, c.summary,
        c.metadata->>'route_reason' AS reason, cu.email AS customer_email, cu.name AS customer_name,
        cu.account_tier AS tier, c.owner_slack_user_id AS owner,
-       a.alert_id, am.channel_id AS alert_channel, am.ts AS alert_ts,
+       am.channel_id AS alert_channel, am.ts AS alert_ts,
        cm.channel_id AS card_channel, cm.ts AS card_ts
 FROM cases c
 JOIN customers cu USING (customer_id)

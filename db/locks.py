@@ -23,10 +23,24 @@ _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
 
 
 @asynccontextmanager
-async def advisory_lock(pool: asyncpg.Pool, key: str, *, wait: float | None) -> AsyncIterator[Connection | None]:
-    """The connection holding the lock named `key` for the block. With `wait=None` the lock is only
-    tried, and the block gets None when another session holds it; otherwise the wait is bounded by
-    `wait` seconds (TimeoutError after that)."""
+async def advisory_lock(pool: asyncpg.Pool, key: str, *, wait: float) -> AsyncIterator[Connection]:
+    """The connection holding the lock named `key` for the block, waiting at most `wait` seconds
+    for another holder (TimeoutError after that)."""
+    async with _holding(pool, key, wait) as conn:
+        assert conn is not None  # a waited-for lock is taken or raises
+        yield conn
+
+
+@asynccontextmanager
+async def try_advisory_lock(pool: asyncpg.Pool, key: str) -> AsyncIterator[Connection | None]:
+    """The connection holding the lock named `key` for the block, or None at once when another
+    session holds it."""
+    async with _holding(pool, key, None) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def _holding(pool: asyncpg.Pool, key: str, wait: float | None) -> AsyncIterator[Connection | None]:
     async with pool.acquire() as conn:
         # Until the server says otherwise the lock may be held: a cancellation can land after it was granted.
         held = True

@@ -18,8 +18,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Skip asyncpg's reset on release (UNLISTEN, RESET ALL, advisory unlock: a round trip on every
-    checkout). Pooled connections never carry session state here: LISTEN and advisory locks live
-    on connections of their own (the worker's, the migrator's), which are closed, not released."""
+    checkout). Pooled connections carry no session state back: LISTEN lives on the worker's own
+    connection, which is closed, not released; the only advisory locks taken on pooled connections
+    are db/locks.py's, which unlock before release or close the connection instead."""
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:

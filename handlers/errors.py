@@ -17,7 +17,7 @@ log = structlog.get_logger(__name__)
 CANNOT_POST = frozenset({
     "not_in_channel", "channel_not_found", "is_archived", "thread_not_found", "cannot_reply_to_message",
     "restricted_action", "restricted_action_read_only_channel", "restricted_action_thread_only_channel",
-    "restricted_action_non_threadable_channel", "ekm_access_denied", "no_permission",
+    "restricted_action_non_threadable_channel", "ekm_access_denied", "no_permission", "cant_post_in_channel",
 })
 
 

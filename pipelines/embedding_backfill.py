@@ -12,7 +12,7 @@ import numpy as np
 from db import embedding_space
 from db.connection import Connection
 from pipelines.ports import Embedder
-from pipelines.usage import record_usage
+from pipelines.usage import failed_calls_recorded, record_usage
 
 Pending = Callable[[Connection, int], Awaitable[list[tuple[UUID, str]]]]
 Store = Callable[[Connection, Sequence[UUID], np.ndarray], Awaitable[None]]
@@ -33,7 +33,8 @@ async def backfill(
             todo = await pending(conn, batch)
         if not todo:
             return done
-        vectors, usage = await embedder.embed([text for _, text in todo])
+        async with failed_calls_recorded(pool, step=step):
+            vectors, usage = await embedder.embed([text for _, text in todo])
         async with pool.acquire() as conn, conn.transaction():
             if done == 0:  # the first vectors fix the dimension; later batches come from the same model
                 await embedding_space.claim(conn, embedder.provider, embedder.model, int(vectors.shape[1]))

@@ -172,9 +172,9 @@ class Triaged:
     usage: list[LLMUsage] = field(default_factory=list)
 
 
-class NoTriageModel(RuntimeError):
-    """A triager has nothing to answer with yet (no trained model, no API key); the message says
-    what would give it one. The case then goes to a person."""
+class TriageUnavailable(RuntimeError):
+    """No triager can answer this case: no trained model and no API key yet, or the only one there
+    failed. The message says why, and what would help; the case then goes to a person."""
 
     def __init__(self, message: str, usage: Sequence[LLMUsage] = ()) -> None:
         super().__init__(message)
@@ -185,7 +185,7 @@ class Triager(Protocol):
     name: str
 
     async def triage(self, item: TriageInput) -> Triaged:
-        """Labels for the case; raises NoTriageModel when there is nothing to answer with."""
+        """Labels for the case; raises TriageUnavailable when there is nothing to answer with."""
         ...
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from uuid import UUID
+
+import asyncpg
 
 from db import usage as usage_db
 from db.connection import Connection
-from pipelines.ports import LLMUsage
+from pipelines.ports import LLMError, LLMUsage
 
 
 async def record_usage(
@@ -18,3 +21,14 @@ async def record_usage(
     when the caller knows it better than the adapter did (an embedding for a search, say)."""
     rows = [usage_db.Call(**(call.model_dump() | ({"step": step} if step else {}))) for call in calls if call]
     await usage_db.record_calls(conn, rows, case_id=case_id, execution_id=execution_id)
+
+
+@asynccontextmanager
+async def failed_calls_recorded(pool: asyncpg.Pool, *, step: str, case_id: UUID | None = None) -> AsyncIterator[None]:
+    """A call that fails (LLMError, after the SDK's retries) is recorded too, then the error goes on."""
+    try:
+        yield
+    except LLMError as exc:
+        async with pool.acquire() as conn:
+            await record_usage(conn, [exc.usage], step=step, case_id=case_id)
+        raise

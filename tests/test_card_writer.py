@@ -60,8 +60,13 @@ async def test_a_card_job_cancelled_while_taking_its_lock_leaves_no_lock_behind(
     try:
         await holder.execute(CARD_KEY, str(case_id))
         job = asyncio.create_task(deps.review.post_card(case_id))
-        while not await pool.fetchval(WAITING):  # the job waits for the lock
+        for _ in range(500):  # the job comes to wait for the lock
+            assert not job.done(), job
+            if await pool.fetchval(WAITING):
+                break
             await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the card job never waited for the lock")
         # The other writer lets go and, before the waiting job can use the lock it was just granted,
         # the job is cancelled (a worker draining, a process stopping).
         await holder.execute("SELECT pg_advisory_unlock_all()")

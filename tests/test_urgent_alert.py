@@ -85,12 +85,25 @@ async def test_a_critical_case_is_alerted_once_with_its_evidence(deps, slack):
                                        row["alert_id"])
     assert (message["channel_id"], message["ts"]) == (ALERTS, alert["ts"])
 
-    # The job again (a retry after a crash, a redelivery) and two at once: still one alert.
+    # The job again (a retry after a crash, a redelivery): still one alert.
     await job_handlers(deps)["case.urgent_alert"](json.dumps({"case_id": str(case_id)}).encode())
-    payload = json.dumps({"case_id": str(case_id)}).encode()
-    await asyncio.gather(*(job_handlers(deps)["case.urgent_alert"](payload) for _ in range(2)))
     assert len(alerts(slack)) == 1
     assert await deps.pool.fetchval("SELECT count(*) FROM proactive_alerts") == 1
+
+
+async def test_two_jobs_at_once_post_one_alert(deps, slack):
+    case_id = await critical_case(deps.pool)
+    payload = json.dumps({"case_id": str(case_id)}).encode()
+    await asyncio.gather(*(job_handlers(deps)["case.urgent_alert"](payload) for _ in range(3)))
+    assert len(alerts(slack)) == 1
+    assert await deps.pool.fetchval("SELECT count(*) FROM proactive_alerts") == 1
+
+
+async def test_a_late_job_for_a_case_someone_took_posts_nothing(deps, slack):
+    case_id = await critical_case(deps.pool)
+    await deps.pool.execute("UPDATE cases SET owner_slack_user_id = 'U0ALICE' WHERE case_id = $1", case_id)
+    await run_alert_jobs(deps)
+    assert alerts(slack) == [] and await deps.pool.fetchval("SELECT count(*) FROM proactive_alerts") == 0
 
 
 async def test_a_failed_post_stores_nothing_and_the_retry_posts_once(deps, slack):

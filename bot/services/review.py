@@ -108,6 +108,8 @@ class SlackReviewService(ReviewService):
                                                          blocks=review_card_blocks(card),
                                                          text=card_fallback_text(card))
             await review.record_card(conn, case_id, posted["channel"], posted["ts"])
+        if self._alerts is not None:
+            await self._alerts.refresh(case_id)  # a critical case's alert links its new card
         # The card shows the start of the message; the whole of it waits in the card's thread.
         full = mrkdwn.escape(facts.description)
         if len(full) > mrkdwn.SECTION_TEXT // 2:
@@ -129,7 +131,7 @@ class SlackReviewService(ReviewService):
             log.warning("review.card_refresh_failed", case_id=str(request.case_id), exc_info=True)
             await review.queue_card(self._pool, request.case_id)
         if self._alerts is not None and result.done:
-            await self._alerts.refresh(request.case_id)
+            await self._alerts.refresh(request.case_id)  # best effort, like the card's refresh
         if not result.done:
             if result.refused:
                 text = mrkdwn.escape(result.refused)  # may quote an outside service's error text

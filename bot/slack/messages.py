@@ -55,5 +55,5 @@ class Workspace:
     async def url(self) -> str | None:
         if self._url is None:
             answer = await self._client.auth_test()
-            self._url = str(answer.get("url") or "")
-        return self._url or None
+            self._url = str(answer.get("url") or "") or None  # an answer without one is asked again next time
+        return self._url

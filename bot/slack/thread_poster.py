@@ -7,12 +7,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers import mrkdwn
+from handlers.errors import CANNOT_POST
 from pipelines.ports import DeliveryRefused
 
 EVENT_TYPE = "cx_reply"
-# Answers that no retry changes: the reply needs a person (invite the bot, or answer elsewhere).
-FINAL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived", "thread_not_found",
-                          "restricted_action", "cannot_reply_to_message"})
 
 
 class SlackThreadPoster:
@@ -26,7 +24,7 @@ class SlackThreadPoster:
                 metadata={"event_type": EVENT_TYPE, "event_payload": {"key": key}}, unfurl_links=False,
             )
         except SlackApiError as exc:
-            if exc.response.get("error") in FINAL_ERRORS:
+            if exc.response.get("error") in CANNOT_POST:
                 raise DeliveryRefused(f"Slack refused the reply: {exc.response.get('error')}") from exc
             raise
         ts: str = posted["ts"]
@@ -36,7 +34,7 @@ class SlackThreadPoster:
         try:
             return await self._find(channel, thread_ts, key)
         except SlackApiError as exc:
-            if exc.response.get("error") in FINAL_ERRORS:
+            if exc.response.get("error") in CANNOT_POST:
                 return None  # unreadable, so nothing of ours can be there: the post says why
             raise
 

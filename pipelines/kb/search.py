@@ -10,7 +10,7 @@ import asyncpg
 from db import embedding_space
 from db import kb as kb_db
 from pipelines.ports import Embedder
-from pipelines.usage import record_usage
+from pipelines.usage import failed_calls_recorded, record_usage
 
 Hit = kb_db.Hit
 
@@ -30,7 +30,8 @@ async def search(
     """The k best articles; every search is logged (query, article ids, scores) for gap analysis."""
     vector, usage = None, None
     if embedder is not None:
-        vectors, usage = await embedder.embed([query])
+        async with failed_calls_recorded(pool, step="kb_search", case_id=case_id):
+            vectors, usage = await embedder.embed([query])
         vector = vectors[0]
     async with pool.acquire() as conn:
         if embedder is not None and vector is not None:

@@ -20,7 +20,7 @@ from db import drafts as drafts_db
 from db import jobs
 from db.cases import REVIEWABLE, ActorType, CaseStatus, InvalidTransition, transition
 from db.connection import Connection
-from db.locks import advisory_lock
+from db.locks import try_advisory_lock
 from db.pool import transaction
 from pipelines.jobs import JobName, ReplyJob
 from pipelines.ports import DeliveryRefused, Mailbox, ThreadPoster
@@ -170,7 +170,7 @@ async def send_reply(pool: asyncpg.Pool, channels: Channels, sender: Sender, out
     connection that holds it, so it dies with the worker, and all the bookkeeping goes through
     that connection. A row left in `sending` may have gone out, so the sent mail (or the Slack
     thread) is searched for it before sending again."""
-    async with advisory_lock(pool, f"outbox:{outbox_id}", wait=None) as conn:
+    async with try_advisory_lock(pool, f"outbox:{outbox_id}") as conn:
         if conn is None:
             return SendResult.BUSY
         out = await drafts_db.outgoing(conn, outbox_id)

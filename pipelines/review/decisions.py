@@ -60,7 +60,6 @@ async def card_writer(pool: asyncpg.Pool, case_id: UUID, *,
     post a first card, or an older update land after a newer one. Yields the connection holding
     the turn; the card's reads and writes go through it, so a writer needs no second connection."""
     async with advisory_lock(pool, f"card:{case_id}", wait=wait) as conn:
-        assert conn is not None  # a waiting lock is always taken, or raises TimeoutError
         yield conn
 
 

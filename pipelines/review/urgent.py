@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from db import alerts as alerts_db
-from db.cases import CaseNotFound
+from db.cases import DONE, CaseNotFound
 from db.pool import transaction
 
 UrgentCaseFacts = alerts_db.UrgentCaseFacts
@@ -24,15 +24,19 @@ Post = Callable[[UrgentCaseFacts], Awaitable[tuple[str, str]]]
 
 
 async def alert_once(pool: asyncpg.Pool, case_id: UUID, post: Post) -> bool:
-    """Open the case's alert and post it with `post`; False if it was posted already."""
+    """Open the case's alert and post it with `post`; False if it was not posted now."""
     async with transaction(pool) as conn:
-        alert_id = await alerts_db.open_urgent_alert(conn, case_id)
         facts = await alerts_db.urgent_case(conn, case_id)
-        if alert_id is None or facts is None:
+        if facts is None:
             raise CaseNotFound(case_id)
-        if facts.alert_ts is not None:
+        # A late retry, for a case someone has taken already or that is done: no alert.
+        if facts.owner is not None or facts.status in DONE:
             return False
-        channel, ts = await post(facts)
+        alert_id = await alerts_db.open_urgent_alert(conn, case_id)  # locked until this commits
+        posted = await alerts_db.urgent_case(conn, case_id)
+        if alert_id is None or posted is None or posted.alert_ts is not None:
+            return False
+        channel, ts = await post(posted)
         await alerts_db.save_alert_message(conn, alert_id, channel, ts)
     return True
 

@@ -15,7 +15,7 @@ from db.pool import transaction
 from pipelines.executions import failures_recorded
 from pipelines.jobs import JobName
 from pipelines.models import Route, RouteDecision, TriageResult
-from pipelines.ports import NoTriageModel, TriageInput, Triager
+from pipelines.ports import TriageInput, Triager, TriageUnavailable
 from pipelines.queue import queue_case_job
 from pipelines.taxonomy import Taxonomy
 from pipelines.triage.routing import Thresholds, decide_route
@@ -80,7 +80,7 @@ async def triage_case(
     async with failures_recorded(pool, execution_id):
         try:
             triaged = await triager.triage(_input(case))
-        except NoTriageModel as missing:
+        except TriageUnavailable as missing:
             return await _to_a_person(pool, case, execution_id, missing)
         result = triaged.result
         if not taxonomy.is_valid(result.category, result.subcategory):
@@ -135,7 +135,7 @@ async def triage_case(
 
 
 async def _to_a_person(pool: asyncpg.Pool, case: triage_db.CaseForTriage, execution_id: UUID,
-                       missing: NoTriageModel) -> TriageOutcome | None:
+                       missing: TriageUnavailable) -> TriageOutcome | None:
     """No triager could answer: the case goes to a person, unlabelled, with the reason on its card."""
     decision = RouteDecision(route=Route.HUMAN, reason=str(missing)[:1000])
     async with transaction(pool) as conn:

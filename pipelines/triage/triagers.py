@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from pipelines.models import Sentiment, Severity, TriageResult
-from pipelines.ports import LLMError, NoTriageModel, SimilarExamples, StructuredLLM, Triaged, TriageInput, Triager
+from pipelines.ports import LLMError, SimilarExamples, StructuredLLM, Triaged, TriageInput, Triager, TriageUnavailable
 from pipelines.taxonomy import Taxonomy
 from prompts import Prompt, quote_data
 
@@ -105,7 +105,7 @@ class ClaudeTriager:
 class CascadeTriager:
     """Local first; Claude only below HIGH. If Claude fails or is absent, keep the local answer
     with its confidence capped below HIGH, so it is reviewed and never auto-sent. With no local
-    model yet (a fresh install), Claude alone; with neither, NoTriageModel: a person takes the case."""
+    model yet (a fresh install), Claude alone; with neither, TriageUnavailable: a person takes the case."""
 
     name = "cascade"
 
@@ -115,7 +115,7 @@ class CascadeTriager:
     async def triage(self, item: TriageInput) -> Triaged:
         try:
             local = await self._local.triage(item)
-        except NoTriageModel as missing:
+        except TriageUnavailable as missing:
             return await self._claude_alone(item, missing)
         if local.result.confidence >= self._high:
             return local
@@ -128,14 +128,15 @@ class CascadeTriager:
             return Triaged(capped.result, [*local.usage, exc.usage])
         return Triaged(remote.result, [*local.usage, *remote.usage])
 
-    async def _claude_alone(self, item: TriageInput, missing: NoTriageModel) -> Triaged:
+    async def _claude_alone(self, item: TriageInput, missing: TriageUnavailable) -> Triaged:
         if self._claude is None:
-            raise NoTriageModel(f"no triage model yet ({missing}; or set ANTHROPIC_API_KEY)", missing.usage)
+            raise TriageUnavailable(f"no triage model yet ({missing}; or set ANTHROPIC_API_KEY)", missing.usage)
         try:
             remote = await self._claude.triage(item)
         except LLMError as exc:
-            raise NoTriageModel(f"no triage model yet ({missing}) and Claude failed ({exc})",
-                                [*missing.usage, exc.usage]) from exc
+            # After the SDK's own retries: a person takes the case rather than its job failing until held.
+            raise TriageUnavailable(f"Claude failed ({exc}), and there is no local model yet ({missing})",
+                                    [*missing.usage, exc.usage]) from exc
         return Triaged(remote.result, [*missing.usage, *remote.usage])
 
     def _capped(self, local: Triaged, why: str) -> Triaged:

@@ -23,10 +23,10 @@ from pipelines.ports import (
     Embedder,
     LabelledExample,
     LLMUsage,
-    NoTriageModel,
     SimilarExamples,
     Triaged,
     TriageInput,
+    TriageUnavailable,
 )
 from pipelines.taxonomy import Taxonomy
 from pipelines.triage import text_signals
@@ -41,7 +41,7 @@ log = structlog.get_logger(__name__)
 TUNED_TEMPERATURE = 4.31
 
 
-class NoLocalModel(NoTriageModel):
+class NoLocalModel(TriageUnavailable):
     """There is no usable trained model: import labelled history (`cx cases import`), then train."""
 
 
