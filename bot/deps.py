@@ -15,12 +15,13 @@ from bot.runtime.metrics import Metrics
 from bot.services.alerts import UrgentAlertService
 from bot.services.commands import SlackCommandService
 from bot.services.home import SlackHomeService
+from bot.services.incidents import IncidentAlertService
 from bot.services.review import SlackReviewService
 from bot.services.review_sla import ReviewSlaService
 from bot.settings import Settings
 from handlers.services import Services
 from pipelines.drafting.step import DraftPolicy
-from pipelines.ports import Drafter, Embedder, Mailbox, Tracker, Triager
+from pipelines.ports import AlertTracker, Drafter, Embedder, Mailbox, Tracker, Triager
 from pipelines.replies.outbox import Sender
 from pipelines.taxonomy import Taxonomy, load_taxonomy
 from pipelines.triage.routing import Thresholds
@@ -42,6 +43,7 @@ class Deps:
     review: SlackReviewService | None = None
     home: SlackHomeService | None = None
     alerts: UrgentAlertService | None = None
+    incidents: IncidentAlertService | None = None  # proactive alerts: their messages and buttons
     review_sla: ReviewSlaService | None = None
 
     @property
@@ -49,7 +51,7 @@ class Deps:
         """What the Slack listeners are given; None without Slack."""
         if self.review is None or self.home is None or self.commands is None:
             return None
-        return Services(review=self.review, home=self.home, commands=self.commands)
+        return Services(review=self.review, home=self.home, commands=self.commands, alerts=self.incidents)
 
     @property
     def sender(self) -> Sender:
@@ -88,12 +90,17 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
     return with_slack(deps, slack, clients.build_tracker(settings)) if slack is not None else deps
 
 
-def with_slack(deps: Deps, client: AsyncWebClient, tracker: Tracker | None = None) -> Deps:
-    """`deps` with a Slack client and the services that use it."""
+def with_slack(deps: Deps, client: AsyncWebClient, tracker: Tracker | None = None,
+               alert_tracker: AlertTracker | None = None) -> Deps:
+    """`deps` with a Slack client and the services that use it. Alerts' Jira issues go to
+    `alert_tracker`, or else to `tracker` when it can file them too (Jira can)."""
     settings, pool = deps.settings, deps.pool
     alerts = UrgentAlertService(pool, client, settings)
+    if alert_tracker is None and isinstance(tracker, AlertTracker):
+        alert_tracker = tracker
     return replace(
         deps, slack=client, alerts=alerts,
+        incidents=IncidentAlertService(pool, client, settings, alert_tracker, alerts),
         review=SlackReviewService(pool, client, settings, deps.sender, tracker, deps.taxonomy, alerts),
         home=SlackHomeService(pool, client, settings), commands=SlackCommandService(pool, deps.embedder),
         review_sla=ReviewSlaService(pool, client, settings),

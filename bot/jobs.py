@@ -8,16 +8,24 @@ from datetime import UTC, datetime
 from functools import partial
 
 import aiohttp
+import structlog
 
+from bot import clients
 from bot.deps import Deps
+from bot.detection import detect, posts_to_slack
+from bot.runtime.metrics import refresh_open_alerts
 from bot.runtime.worker import JobHandler
 from bot.slack.thread_poster import SlackThreadPoster
 from pipelines import maintenance
+from pipelines.detection.summary import summarise_incident
 from pipelines.drafting.step import draft_case
 from pipelines.intake.gmail_sync import sync_mailbox
-from pipelines.jobs import ActionRequest, CaseJob, JobName, ReplyJob, ShortcutRequest
+from pipelines.jobs import ActionRequest, AlertActionRequest, AlertJob, CaseJob, JobName, ReplyJob, ShortcutRequest
 from pipelines.replies.outbox import Channels, send_reply
 from pipelines.triage.step import triage_case
+from prompts import load
+
+log = structlog.get_logger(__name__)
 
 _NO_SLACK = "Slack is not configured (SLACK_BOT_TOKEN); the job waits in the queue"
 
@@ -87,10 +95,53 @@ async def _slack_case(deps: Deps, payload: bytes) -> None:
     await deps.home.create_case_from_shortcut(ShortcutRequest.from_payload(payload))
 
 
+async def _alert_post(deps: Deps, payload: bytes) -> None:
+    if deps.incidents is None:
+        raise RuntimeError(_NO_SLACK)
+    job = AlertJob.from_payload(payload)
+    await deps.incidents.post(job.alert_id, remind=job.remind)
+    await _alerts_changed(deps)
+
+
+async def _alert_action(deps: Deps, payload: bytes) -> None:
+    if deps.incidents is None:
+        raise RuntimeError(_NO_SLACK)
+    await deps.incidents.run_action(AlertActionRequest.from_payload(payload))
+    await _alerts_changed(deps)
+
+
+async def _alerts_changed(deps: Deps) -> None:
+    # The gauge is also read when /metrics is scraped; this keeps a worker's own copy current.
+    try:
+        await refresh_open_alerts(deps.metrics, deps.pool)
+    except Exception:  # a gauge must not retry a job whose work is done
+        log.warning("metrics.open_alerts_failed", exc_info=True)
+
+
+async def _detect(deps: Deps, payload: bytes) -> None:
+    await detect(deps.pool, deps.settings, datetime.now(UTC), deps.embedder)
+
+
+async def _alert_summary(deps: Deps, payload: bytes) -> None:
+    from pipelines.adapters.anthropic_llm import AnthropicLLM
+
+    client = clients.anthropic_client(deps.settings)
+    if client is None:
+        return  # without Claude the detector's template summary stays
+    async with client:
+        await summarise_incident(
+            deps.pool, AnthropicLLM(client), AlertJob.from_payload(payload).alert_id,
+            model=deps.settings.anthropic_model, system=load("incident_summary"),
+            request=load("incident_summary_request"), post=posts_to_slack(deps.settings),
+        )
+
+
 _JOBS: dict[str, Callable[[Deps, bytes], Awaitable[None]]] = {
     JobName.PRUNE: _prune, JobName.TRIAGE: _triage, JobName.GMAIL_SYNC: _gmail_sync, JobName.DRAFT: _draft,
     JobName.SEND_REPLY: _send_reply, JobName.REVIEW_CARD: _review_card, JobName.URGENT_ALERT: _urgent_alert,
     JobName.REVIEW_ACTION: _review_action, JobName.REVIEW_SLA: _review_sla, JobName.SLACK_CASE: _slack_case,
+    JobName.ALERT_POST: _alert_post, JobName.ALERT_ACTION: _alert_action, JobName.DETECT: _detect,
+    JobName.ALERT_SUMMARY: _alert_summary,
 }
 
 

@@ -100,6 +100,19 @@ class Settings(BaseSettings):
     daily_report_hour: int = Field(default=6, ge=0, le=23)
     taxonomy_path: Path = PROJECT_ROOT / "prompts" / "taxonomy.yaml"
 
+    # Detection (workflow 3). README "Detection" says what each one changes.
+    detect_interval_minutes: int = Field(default=15, ge=1, le=1440)
+    detect_window_minutes: int = Field(default=60, ge=5, le=1440)  # "the last hour" of metrics, volume, codes
+    metric_thresholds_path: Path = PROJECT_ROOT / "prompts" / "metric_thresholds.yaml"
+    volume_z: float = Field(default=4.0, gt=0)
+    volume_min_count: int = Field(default=5, ge=1)
+    error_code_min_count: int = Field(default=3, ge=1)
+    cluster_window_hours: float = Field(default=24.0, gt=0, le=168)
+    cluster_min_size: int = Field(default=4, ge=2)
+    cluster_similarity: float | None = Field(default=None, gt=0, lt=1)  # None: the embedding model's own
+    alert_resolve_after_minutes: int = Field(default=120, ge=1)
+    alert_repeat_hours: float = Field(default=4.0, gt=0)
+
     @field_validator("database_url", mode="before")
     @classmethod
     def _postgres_scheme(cls, value: object) -> object:

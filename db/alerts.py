@@ -1,5 +1,5 @@
 """Alerts in proactive_alerts, with their evidence and their Slack message. So far one kind: the
-urgent alert of a case triage sent straight to a person, one per case (fingerprint `urgent_case:<id>`)."""
+urgent alert of a case triage sent straight to a person, one per case (fingerprint `critical_case:<id>`)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class UrgentCaseFacts:
 
 
 def urgent_fingerprint(case_id: UUID) -> str:
-    return f"urgent_case:{case_id}"
+    return f"critical_case:{case_id}"
 
 
 # The newest alert of the fingerprint, whatever its status: a case is alerted once, even if its
@@ -47,7 +47,7 @@ WITH c AS (
     FROM cases c WHERE c.case_id = $2
 )
 INSERT INTO proactive_alerts (fingerprint, alert_type, severity, title, description, affected_customers, evidence)
-SELECT $1, 'urgent_case', 'critical', 'CX-' || c.short_id || ' needs a person now',
+SELECT $1, 'critical_case', 'critical', 'CX-' || c.short_id || ' needs a person now',
        coalesce(c.reason, 'routed to a person at once'), ARRAY[c.customer_id],
        jsonb_build_object('case_id', c.case_id, 'priority', c.priority)
 FROM c
@@ -56,8 +56,8 @@ RETURNING alert_id
 """
 
 _EVIDENCE = """
-INSERT INTO alert_evidence (alert_id, evidence_key, details)
-VALUES ($1, 'case:' || $2::uuid, jsonb_build_object('case_id', $2::uuid))
+INSERT INTO alert_evidence (alert_id, evidence_key, case_id, details)
+VALUES ($1, 'case:' || $2::uuid, $2, jsonb_build_object('case_id', $2::uuid))
 ON CONFLICT DO NOTHING
 """
 
@@ -106,3 +106,5 @@ async def save_alert_message(conn: Connection, alert_id: UUID, channel: str, ts:
         """,
         alert_id, channel, ts,
     )
+    # What was posted is the alert as it stands: the post job has nothing left to show.
+    await conn.execute("UPDATE proactive_alerts SET posted_revision = revision WHERE alert_id = $1", alert_id)

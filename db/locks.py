@@ -57,3 +57,8 @@ async def _holding(pool: asyncpg.Pool, key: str, wait: float | None) -> AsyncIte
                 except BaseException:
                     conn.terminate()
                     raise
+
+
+async def transaction_lock(conn: Connection, key: str) -> None:
+    """Hold the lock named `key` until the caller's transaction ends (it cannot outlive it)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))", key)

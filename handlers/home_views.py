@@ -13,7 +13,9 @@ from handlers.mrkdwn import one_line, safe
 
 MY_CASES_SHOWN = 10
 _SUBJECT_MAX = 200
-
+ALERTS_SHOWN = 10
+_ALERT_TITLE_MAX = 200
+_SEVERITY_EMOJI = {"critical": ":red_circle:", "high": ":large_orange_circle:", "warning": ":large_yellow_circle:"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,18 @@ class TodayCounts:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HomeAlert:
+    """An alert not yet resolved. The title is untrusted."""
+
+    severity: str
+    title: str
+    status: str  # open | acknowledged
+    since: datetime
+    acknowledged_by: str | None = None
+    url: str | None = None  # its message in the alerts channel, once posted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HomeFacts:
     queue_size: int
     oldest: WaitingCase | None
@@ -47,12 +61,17 @@ class HomeFacts:
     my_total: int  # may exceed len(my_cases): only the first few are listed
     today: TodayCounts
     as_of: datetime
+    alerts: tuple[HomeAlert, ...] = ()
+    alerts_total: int = 0  # may exceed len(alerts): only the first few are listed
 
 
 def home_view(facts: HomeFacts) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         kit.header("home_header_queue", "Review queue"),
         kit.section("home_queue", _queue_text(facts)),
+        {"type": "divider", "block_id": "home_divider_alerts"},
+        kit.header("home_header_alerts", "Open alerts"),
+        *_alert_blocks(facts),
         {"type": "divider", "block_id": "home_divider_mine"},
         kit.header("home_header_mine", "Your open cases"),
         *_my_case_blocks(facts),
@@ -104,6 +123,28 @@ def _my_case_blocks(facts: HomeFacts) -> list[dict[str, Any]]:
     return blocks
 
 
+def _alert_blocks(facts: HomeFacts) -> list[dict[str, Any]]:
+    if not facts.alerts:
+        return [kit.section("home_alerts_none", "No open alerts.")]
+    shown = facts.alerts[:ALERTS_SHOWN]
+    blocks = [kit.section(f"home_alert_{i}", _alert_line(alert, facts.as_of)) for i, alert in enumerate(shown)]
+    hidden = max(facts.alerts_total, len(facts.alerts)) - len(shown)
+    if hidden > 0:
+        blocks.append(kit.context("home_alerts_more", f"…and {hidden} more in the alerts channel"))
+    return blocks
+
+
+def _alert_line(alert: HomeAlert, now: datetime) -> str:
+    emoji = _SEVERITY_EMOJI.get(alert.severity, ":white_circle:")
+    severity = safe(one_line(alert.severity).capitalize(), kit.SHORT_TEXT_MAX) or "Unknown"
+    title = safe(one_line(alert.title), _ALERT_TITLE_MAX) or "_(untitled)_"
+    if alert.status == "acknowledged":
+        state = f"acknowledged by {kit.who(alert.acknowledged_by, none='someone')}"
+    else:
+        state = "*not acknowledged*"
+    return f"{emoji} *{severity}* · {kit.link(alert.url, title)}\nopen {age_text(alert.since, now)} · {state}"
+
+
 def _today_fields(today: TodayCounts) -> list[dict[str, Any]]:
     replied = f"{today.replied} ({today.auto_sent} auto-sent)" if today.auto_sent else str(today.replied)
     fields = [("Cases created", str(today.created)), ("Replied", replied),
@@ -114,16 +155,3 @@ def _today_fields(today: TodayCounts) -> list[dict[str, Any]]:
 def _subject(subject: str | None) -> str:
     text = safe(one_line(subject or ""), _SUBJECT_MAX)
     return text or "_(no subject)_"
-
-
-
-
-
-
-
-
-
-
-
-
-

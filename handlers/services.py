@@ -13,7 +13,7 @@ from handlers.case_query import CaseQuery
 from handlers.case_views import CaseAnswer, KbResult, KbShare, MyCases
 from handlers.home_views import HomeFacts
 from handlers.review_card import ReviewCard
-from pipelines.jobs import ActionRequest, ShortcutRequest
+from pipelines.jobs import ActionRequest, AlertActionRequest, ShortcutRequest
 
 
 class ReviewService(Protocol):
@@ -61,8 +61,17 @@ class CommandService(Protocol):
         ...
 
 
+class AlertService(Protocol):
+    """Proactive alerts in the alerts channel: clicks queued before the ack, like the review card's."""
+
+    async def submit(self, delivery_id: str, request: AlertActionRequest) -> bool:
+        """True once the click is durably queued; False for a delivery already seen."""
+        ...
+
+
 @dataclass(frozen=True)
 class Services:
     review: ReviewService
     home: HomeService
     commands: CommandService
+    alerts: AlertService | None = None  # None where a test wires only some listeners

@@ -22,6 +22,10 @@ class JobName(StrEnum):
     REVIEW_ACTION = "review.action"  # a reviewer's click on a review card
     REVIEW_SLA = "review.sla"  # reminders and timeouts of pending reviews, every minute
     SLACK_CASE = "slack.create_case"  # the "Create support case" message shortcut's job
+    DETECT = "detect.run"  # one detection pass, every DETECT_INTERVAL_MINUTES
+    ALERT_POST = "alert.post"  # post or edit an alert's Slack message; a reminder in its thread
+    ALERT_ACTION = "alert.action"  # a reviewer's click on an alert
+    ALERT_SUMMARY = "alert.summarise"  # Claude's summary and root-cause hypothesis of a new incident
 
 
 class JobPayload(BaseModel):
@@ -98,3 +102,27 @@ class ShortcutRequest(JobPayload):
     def reply_thread(self) -> str:
         """Where the answer goes: the thread the message is in, or the one it starts."""
         return self.thread_ts or self.message_ts
+
+
+class AlertJob(JobPayload):
+    """Bring an alert's Slack message up to date (post it, or edit it in place); with `remind`, also
+    post a reminder in its thread."""
+
+    alert_id: UUID
+    remind: bool = False
+
+
+class AlertAction(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    CREATE_JIRA = "create_jira"
+    RESOLVE = "resolve"
+
+
+class AlertActionRequest(JobPayload):
+    """A reviewer's click on an alert, as the Slack listener queues it."""
+
+    action: AlertAction
+    reviewer: str  # Slack user id
+    alert_id: UUID
+    channel: str | None = None  # the alert's message, to update in place
+    ts: str | None = None

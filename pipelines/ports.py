@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar, get_args
+from typing import Literal, Protocol, TypeVar, get_args, runtime_checkable
 from uuid import UUID
 
 import numpy as np
@@ -282,4 +282,30 @@ class Tracker(Protocol):
 
     async def escalate(self, escalation: Escalation) -> IssueRef:
         """File the case's issue, or return the one already filed for it."""
+        ...
+
+
+@dataclass(frozen=True)
+class AlertIssue:
+    """A proactive alert as the tracker files it: one issue per alert, whoever asks and however often."""
+
+    alert_id: UUID
+    summary: str  # one line; the tracker flattens and cuts it
+    # (heading, text) in order: the headings are ours, the texts may quote customers and are filed
+    # as data, never as markup.
+    sections: tuple[tuple[str, str], ...]
+    priority: TrackerPriority
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.priority not in get_args(TrackerPriority):
+            raise ValueError(f"priority must be one of {get_args(TrackerPriority)}, not {self.priority!r}")
+
+
+@runtime_checkable
+class AlertTracker(Protocol):
+    """Where a reviewer's "Create Jira" on an alert goes (Jira, like escalations)."""
+
+    async def file_alert(self, issue: AlertIssue) -> IssueRef:
+        """File the alert's issue, or return the one already filed for it."""
         ...

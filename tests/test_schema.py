@@ -258,7 +258,7 @@ async def test_one_pending_review_per_case(pool: asyncpg.Pool) -> None:
 async def test_open_alert_fingerprint_is_unique_until_resolved(pool: asyncpg.Pool) -> None:
     insert = (
         "INSERT INTO proactive_alerts (fingerprint, alert_type, severity, title) "
-        "VALUES ('volume:defect/login', 'volume_spike', 'high', 'Login spike') RETURNING alert_id"
+        "VALUES ('volume:defect/login', 'volume', 'high', 'Login spike') RETURNING alert_id"
     )
     async with pool.acquire() as conn:
         first = await conn.fetchval(insert)
@@ -425,7 +425,7 @@ async def test_kb_chunks_hold_both_dimensions_and_full_text(pool: asyncpg.Pool) 
 
 @pytest.mark.parametrize("dim", [384, 1536])
 @pytest.mark.parametrize(
-    ("table", "key"), [("kb_chunks", "chunk_id"), ("labelled_examples", "example_id"), ("case_embeddings", "case_id")]
+    ("table", "key"), [("kb_chunks", "chunk_id"), ("labelled_examples", "example_id")]
 )
 async def test_nearest_neighbour_query_uses_hnsw_index(pool: asyncpg.Pool, table: str, key: str, dim: int) -> None:
     query = (
@@ -436,6 +436,12 @@ async def test_nearest_neighbour_query_uses_hnsw_index(pool: asyncpg.Pool, table
         await conn.execute("SET enable_seqscan = off")
         plan = await explain(conn, query, random_vector(dim))
     assert f"Index Scan using {table}_embedding_{dim}_idx" in plan, plan
+
+
+async def test_case_embeddings_have_no_nearest_neighbour_index(pool: asyncpg.Pool) -> None:
+    """Detection compares a window's vectors in memory; an HNSW index would only slow every import."""
+    indexes = await pool.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'case_embeddings'")
+    assert [r["indexname"] for r in indexes] == ["case_embeddings_pkey"]
 
 
 async def test_case_search_uses_full_text_index(pool: asyncpg.Pool) -> None:

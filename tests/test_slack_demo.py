@@ -87,6 +87,10 @@ def test_the_demo_writes_valid_slack_calls_with_hostile_text_escaped(tmp_path: P
         for text in texts(args):
             for raw in ("<!channel>", "<!here>", "<@U1>", "<https://evil.example|"):
                 assert raw not in text, (call["method"], raw)
+    # The incident the demo plants: an alert in the alerts channel, with its buttons.
+    (alert,) = [c for c in cards if c["args"]["channel"] == "#support-alerts"]
+    assert "ERR_CARD_3051" in json.dumps(alert) and "alert_acknowledge" in json.dumps(alert)
+    assert "Detection (cx detect run)" in result.stdout
     # The card shows the start of the long message; the thread holds the rest, escaped.
     (thread,) = [c for c in calls if c["method"] == "chat.postMessage" and c["args"].get("thread_ts")
                  and "lorem ipsum" in c["args"]["text"]]

@@ -78,7 +78,7 @@ async def test_a_critical_case_is_alerted_once_with_its_evidence(deps, slack):
     assert take["action_id"] == "review_take" and json.loads(take["value"])["case_id"] == str(case_id)
 
     row = await deps.pool.fetchrow("SELECT alert_id, alert_type, severity, status, fingerprint FROM proactive_alerts")
-    assert (row["alert_type"], row["severity"], row["status"]) == ("urgent_case", "critical", "open")
+    assert (row["alert_type"], row["severity"], row["status"]) == ("critical_case", "critical", "open")
     evidence = await deps.pool.fetchval("SELECT evidence_key FROM alert_evidence WHERE alert_id = $1", row["alert_id"])
     assert evidence == f"case:{case_id}"
     message = await deps.pool.fetchrow("SELECT channel_id, ts FROM slack_messages WHERE alert_id = $1",

@@ -17,6 +17,7 @@ from bot.runtime.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 from db.embedding_space import EmbeddingSpaceMismatch
 from db.migrate import MigrationError
+from pipelines.detection.thresholds import ThresholdsError
 from pipelines.ports import Embedder
 from pipelines.taxonomy import TaxonomyError
 
@@ -31,7 +32,7 @@ class UsageError(Exception):
 
 
 _KNOWN_FAILURES = (SettingsError, DatabaseUnavailable, MigrationError, UnknownRole, UsageError, TaxonomyError,
-                   EmbeddingSpaceMismatch)
+                   EmbeddingSpaceMismatch, ThresholdsError)
 
 
 def _run(coro: Coroutine[Any, Any, int | None]) -> int | None:

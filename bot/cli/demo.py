@@ -3,7 +3,11 @@ triage, drafts and the auto-send decision."""
 
 from __future__ import annotations
 
+import csv
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from random import Random
 from uuid import UUID
 
 import asyncpg
@@ -13,6 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from bot.ai import build_drafter, build_embedder, build_triager
+from bot.detection import detect
+from bot.services.incidents import IncidentAlertService
 from bot.services.review import SlackReviewService
 from bot.settings import PROJECT_ROOT, Settings
 from bot.slack.recorder import RecordingSlack, block_kit_builder_link
@@ -23,9 +29,11 @@ from db import triage_models
 from db.cases import CaseStatus, ids_in_status, list_cases
 from db.pool import transaction
 from pipelines.drafting.step import DraftPolicy, draft_case
+from pipelines.intake.case_history import import_cases, read_past_cases
 from pipelines.intake.email import EmailSource, intake_email
 from pipelines.kb.documents import collect, read_file
 from pipelines.kb.ingest import ingest
+from pipelines.ports import Embedder
 from pipelines.replies.outbox import Sender
 from pipelines.taxonomy import Taxonomy, load_taxonomy
 from pipelines.triage.history import read_history
@@ -99,18 +107,81 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console, *, inbo
                       c["priority"] or "-", c["route"] or "-", c["status"])
     out.print(table)
     await _show_drafts(pool, [c["case_id"] for c in cases], out)
-    if slack_out is not None:
-        await _record_slack(settings, pool, taxonomy, policy.sender, [c["case_id"] for c in cases], slack_out, out)
-
-
-async def _record_slack(settings: Settings, pool: asyncpg.Pool, taxonomy: Taxonomy, sender: Sender,
-                        case_ids: list[UUID], slack_out: Path, out: Console) -> None:
-    """The review cards the product would post, through the real card job, with every Slack call
-    recorded to `slack_out` instead of sent."""
     recorder = RecordingSlack()
-    review = SlackReviewService(pool, recorder, settings, sender, taxonomy=taxonomy)
-    for case_id in case_ids:
-        await review.post_card(case_id)
+    if slack_out is not None:
+        review = SlackReviewService(pool, recorder, settings, policy.sender, taxonomy=taxonomy)
+        for case in cases:
+            await review.post_card(case["case_id"])
+    await _show_incident(settings, pool, taxonomy, embedder, recorder if slack_out is not None else None, out)
+    if slack_out is not None:
+        _write_slack(recorder, slack_out, out)
+
+
+def _demo_history(now: datetime) -> list[dict[str, object]]:
+    """Two weeks of ordinary requests (daytime, a few an hour, from the sample history), then a burst
+    in the last hour: one new failure, in the customers' own words, that triage files three ways.
+    The external ids carry the hour, so a rerun within it imports nothing twice."""
+    rows = list(csv.DictReader(SAMPLE_HISTORY.open(encoding="utf-8")))
+    random = Random(11)
+    stamp = now.strftime("%Y%m%d%H")
+    lines: list[dict[str, object]] = []
+    for day in range(14, 0, -1):
+        for hour in range(8, 19):
+            for n in range(random.randint(0, 2)):
+                at = (now - timedelta(days=day)).replace(hour=hour, minute=random.randint(0, 59))
+                row = random.choice(rows)
+                lines.append({"external_id": f"demo-{stamp}-{day}-{hour}-{n}", "received_at": at.isoformat(),
+                              "customer_email": f"customer{random.randint(1, 400)}@example.com",
+                              "description": row["text"], "subcategory": row["category"],
+                              "resolved_at": (at + timedelta(hours=3)).isoformat()})
+    for n, (text, label) in enumerate(_BURST):
+        lines.append({"external_id": f"demo-{stamp}-burst-{n}",
+                      "received_at": (now - timedelta(minutes=55 - 7 * n)).isoformat(),
+                      "customer_email": f"burst{n}@example.com", "subject": "Card declined",
+                      "description": text, "subcategory": label, "status": "new"})
+    return lines
+
+
+_BURST = [
+    ("My card keeps getting declined at every shop since this morning, the app shows ERR_CARD_3051.",
+     "declined_card_payment"),
+    ("Card payment declined again with error ERR_CARD_3051 although I have plenty of money.", "card_not_working"),
+    ("All my card payments are declined today. Error code ERR_CARD_3051.", "declined_card_payment"),
+    ("Why is my card declined everywhere? The terminal says declined and the app says ERR_CARD_3051.",
+     "contactless_not_working"),
+    ("My card is declined at the supermarket and online since this morning, what is going on?",
+     "declined_card_payment"),
+    ("Every card payment I try today gets declined, ERR_CARD_3051 each time.", "card_not_working"),
+]
+
+
+async def _show_incident(settings: Settings, pool: asyncpg.Pool, taxonomy: Taxonomy, embedder: Embedder | None,
+                         recorder: RecordingSlack | None, out: Console) -> None:
+    """Workflow 3 on a short history: past cases imported as cases (`cx cases import --as-cases`), a
+    burst, one detection pass (`cx detect run`), and the alert it would post."""
+    now = datetime.now(UTC)
+    path = settings.cx_data_dir / "demo-history.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line) + "\n" for line in _demo_history(now)), encoding="utf-8")
+    imported = await import_cases(pool, read_past_cases(path, taxonomy), embedder)
+    out.print(f"History for detection: {imported.created} past cases imported as cases from {path} "
+              f"({imported.existing} already there, {imported.embedded} embedded).")
+    report = await detect(pool, settings, now, embedder)
+    for note in report.notes:
+        out.print(f"  {note}")
+    table = Table("this run", "severity", "kind", "title", "cases", title="Detection (cx detect run)")
+    for alert in report.alerts:
+        table.add_row(report.outcomes[alert.alert_id], alert.severity, alert.kind, escape(alert.title),
+                      str(len(alert.case_ids)))
+    out.print(table if report.alerts else "Detection: no alerts.")
+    if recorder is not None:
+        alerts = IncidentAlertService(pool, recorder, settings)
+        for alert in report.alerts:
+            await alerts.post(alert.alert_id)
+
+
+def _write_slack(recorder: RecordingSlack, slack_out: Path, out: Console) -> None:
+    """Every Slack call the demo made (review cards, the alert), written to `slack_out` instead of sent."""
     written = recorder.write(slack_out)
     out.print(f"Slack: {len(written)} calls written to {slack_out} (one JSON file each, and summary.json).")
     for call in recorder.calls:

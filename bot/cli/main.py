@@ -12,9 +12,11 @@ import typer
 from rich.table import Table
 
 from bot.cli.common import UsageError, command, out, settings_from_env
+from bot.cli.detect import alerts_app, detect_app
 from bot.cli.health import Check, run_checks
 from bot.cli.intake import cases_app, intake_app
 from bot.cli.kb import kb_app
+from bot.cli.metrics import metrics_app
 from bot.cli.triage import eval_app, triage_app
 from bot.process import ALL_ROLES, parse_roles
 from bot.process import run as run_process
@@ -37,6 +39,9 @@ app.add_typer(cases_app, name="cases")
 app.add_typer(triage_app, name="triage")
 app.add_typer(eval_app, name="eval")
 app.add_typer(kb_app, name="kb")
+app.add_typer(detect_app, name="detect")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(metrics_app, name="metrics")
 
 @app.command("run")
 @command

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pipelines.detection.posting import open_alert_counts
+
+# Every series the open-alerts gauge can have: each is set on every refresh, so a severity whose
+# last alert was resolved reads 0 rather than its last count.
+ALERT_SEVERITIES = ("critical", "high", "warning")
+ALERT_STATUSES = ("open", "acknowledged")
 
 
 @dataclass
@@ -33,3 +42,20 @@ class Metrics:
             ["job", "enqueued"],
             registry=self.registry,
         )
+        self.open_alerts = Gauge(
+            "cx_alerts_open",
+            "Proactive alerts not yet resolved, by severity and status (open or acknowledged)",
+            ["severity", "status"],
+            registry=self.registry,
+        )
+
+    def observe_open_alerts(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Set the open-alerts gauge from (severity, status) → count; unlisted pairs read 0."""
+        pairs = {(s, st) for s in ALERT_SEVERITIES for st in ALERT_STATUSES} | set(counts)
+        for severity, status in pairs:
+            self.open_alerts.labels(severity, status).set(counts.get((severity, status), 0))
+
+
+async def refresh_open_alerts(metrics: Metrics, pool: asyncpg.Pool) -> None:
+    """Read the open alerts' counts into the gauge: when /metrics is scraped, and after each alert job."""
+    metrics.observe_open_alerts(await open_alert_counts(pool))

@@ -1,5 +1,6 @@
 """App Home, the "Create support case" shortcut and card-thread notes: the listeners' reads and
-writes, and the shortcut's job (who wrote the message, the case, the answer in its thread)."""
+writes (App Home: the queue, the open alerts, your cases, today), and the shortcut's job (who wrote
+the message, the case, the answer in its thread)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
-from bot.slack.messages import respond, tell
+from bot.slack.messages import Workspace, respond, tell
 from handlers.errors import CANNOT_POST
-from handlers.home_views import MY_CASES_SHOWN, HomeFacts, MyCase, TodayCounts, WaitingCase
+from handlers.home_views import ALERTS_SHOWN, MY_CASES_SHOWN, HomeAlert, HomeFacts, MyCase, TodayCounts, WaitingCase
+from handlers.notices import message_url
 from handlers.services import HomeService
 from handlers.shortcut import already_a_case_text, cannot_post_text, case_created_text
+from pipelines.detection import posting as alert_posting
 from pipelines.intake import slack as slack_intake
 from pipelines.intake.slack import SlackMessage, ThreadNote
 from pipelines.jobs import ShortcutRequest
@@ -30,6 +33,7 @@ _UNKNOWN_USER = frozenset({"user_not_found", "user_not_visible", "missing_scope"
 class SlackHomeService(HomeService):
     def __init__(self, pool: asyncpg.Pool, client: AsyncWebClient, settings: Settings) -> None:
         self._pool, self._client, self._settings = pool, client, settings
+        self._workspace = Workspace(client)
 
     async def home(self, user_id: str) -> HomeFacts:
         now = datetime.now(UTC)
@@ -38,6 +42,7 @@ class SlackHomeService(HomeService):
         queue = await lookup.queue_counts(self._pool)
         day = await lookup.day_counts(self._pool, midnight)
         mine, total = await lookup.my_cases(self._pool, user_id, MY_CASES_SHOWN)
+        alerts, alerts_total = await alert_posting.open_alerts(self._pool, ALERTS_SHOWN)
         oldest = None
         if queue.oldest_short_id is not None and queue.oldest_waiting_since is not None:
             oldest = WaitingCase(queue.oldest_short_id, queue.oldest_subject, queue.oldest_waiting_since)
@@ -46,7 +51,22 @@ class SlackHomeService(HomeService):
             my_cases=tuple(MyCase(c.short_id, c.status, c.subject) for c in mine), my_total=total,
             today=TodayCounts(created=day.created, replied=day.replied, auto_sent=day.auto_sent,
                               sent_to_review=day.sent_to_review, escalated=day.escalated),
+            alerts=await self._home_alerts(alerts), alerts_total=alerts_total,
             as_of=now,
+        )
+
+    async def _home_alerts(self, alerts: list[alert_posting.OpenAlert]) -> tuple[HomeAlert, ...]:
+        workspace = None
+        if any(a.ts for a in alerts):
+            try:
+                workspace = await self._workspace.url()
+            except SlackApiError:
+                pass  # the links are a convenience; the list shows without them
+        return tuple(
+            HomeAlert(severity=a.severity, title=a.title, status=a.status, since=a.first_seen_at,
+                      acknowledged_by=a.acknowledged_by,
+                      url=message_url(workspace, a.channel, a.ts) if a.channel and a.ts else None)
+            for a in alerts
         )
 
     async def submit_shortcut(self, delivery_id: str, request: ShortcutRequest) -> bool:

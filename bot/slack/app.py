@@ -13,6 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from handlers import alert_actions
 from handlers.services import Services
 
 
@@ -28,6 +29,7 @@ def build_slack_app(services: Services, client: AsyncWebClient, signing_secret: 
 
     app.middleware(inject_services)
     handlers.register(app)
+    alert_actions.register(app)  # the alerts channel's buttons
     return app
 
 

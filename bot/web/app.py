@@ -5,15 +5,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.deps import Deps
+from bot.runtime.metrics import refresh_open_alerts
 from bot.web import webhooks
 from bot.web.http import DEPS, STATUS, RuntimeStatus, errors_as_json
 from db import health as db_health
 from db import jobs
+from pipelines.detection.thresholds import install_threshold_defaults
 from pipelines.triage.readiness import readiness
+
+log = structlog.get_logger(__name__)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -48,10 +53,19 @@ async def metrics(request: web.Request) -> web.Response:
         depth = await jobs.depth(conn)
     for name, value in depth.__dict__.items():
         deps.metrics.queue_depth.labels(name).set(value)
+    await refresh_open_alerts(deps.metrics, deps.pool)
     return web.Response(
         body=generate_latest(deps.metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},
     )
+
+
+async def threshold_defaults(app: web.Application) -> None:
+    """The metrics webhook and the detector read thresholds from the database: bring the defaults
+    file in before the first point arrives. A bad file stops the start (ThresholdsError)."""
+    settings = app[DEPS].settings
+    count = await install_threshold_defaults(app[DEPS].pool, settings.metric_thresholds_path)
+    log.info("metrics.threshold_defaults", metrics=count, path=str(settings.metric_thresholds_path))
 
 
 def build_web_app(deps: Deps, status: RuntimeStatus,
@@ -61,6 +75,7 @@ def build_web_app(deps: Deps, status: RuntimeStatus,
     app[STATUS] = status
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.on_startup.append(threshold_defaults)
     webhooks.add_routes(app)
     if slack_events is not None:  # HTTP mode: Slack posts events and interactions here
         app.router.add_post("/slack/events", slack_events)

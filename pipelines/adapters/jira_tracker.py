@@ -1,17 +1,19 @@
-"""Tracker over Jira (the `jira` package, REST API v2): files one escalation issue per case. The client is
-synchronous (requests), so every call runs in a worker thread, never on the event loop."""
+"""Tracker over Jira (the `jira` package, REST API v2): files one escalation issue per case and one issue per
+proactive alert. The client is synchronous (requests), so every call runs in a worker thread, never on the event
+loop."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
 import requests
 from jira import JIRA, JIRAError
 
-from pipelines.ports import Escalation, IssueRef, TrackerError
+from pipelines.ports import AlertIssue, Escalation, IssueRef, TrackerError
 
 # Jira Cloud's default priority scheme; a project with its own scheme answers 400, which is a setup error.
 JIRA_PRIORITIES: dict[str, str] = {"urgent": "Highest", "high": "High", "medium": "Medium", "low": "Low"}
@@ -21,6 +23,7 @@ DESCRIPTION_LIMIT = 32_767
 LABEL_LIMIT = 255
 NOTE_LIMIT = 4_000
 CASE_LABEL = "cx-case-{case_id}"
+ALERT_LABEL = "cx-alert-{alert_id}"
 PROJECT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # `{noformat}` or `{noformat:title=…}` in any case would end our block early and let the rest render as markup.
 NOFORMAT = re.compile(r"\{noformat(?::[^}]*)?\}", re.I)
@@ -66,14 +69,20 @@ class JiraTracker:
                 await asyncio.to_thread(jira.close)
 
     async def escalate(self, escalation: Escalation) -> IssueRef:
-        async with self._lock:
-            return await asyncio.to_thread(self._escalate, escalation)
-
-    def _escalate(self, escalation: Escalation) -> IssueRef:
         label = CASE_LABEL.format(case_id=escalation.case_id)
+        async with self._lock:
+            return await asyncio.to_thread(self._file, label, lambda: self._fields(escalation, label))
+
+    async def file_alert(self, issue: AlertIssue) -> IssueRef:
+        label = ALERT_LABEL.format(alert_id=issue.alert_id)
+        async with self._lock:
+            return await asyncio.to_thread(self._file, label, lambda: self._alert_fields(issue, label))
+
+    def _file(self, label: str, fields: Callable[[], dict[str, object]]) -> IssueRef:
+        """The issue labelled `label`, created with `fields` unless it exists."""
         try:
             jira = self._client()
-            # A retried job must not file a second issue. Jira has no idempotency key, so the case label is it.
+            # A retried job must not file a second issue. Jira has no idempotency key, so the label is it.
             # Jira Cloud's search index can lag a create by seconds, so a retry that comes sooner (after a create
             # whose answer was lost) can still miss the issue and file a second one.
             found = jira.search_issues(
@@ -83,7 +92,7 @@ class JiraTracker:
             )
             if found:
                 return IssueRef(found[0].key, found[0].permalink())
-            issue = jira.create_issue(fields=self._fields(escalation, label), prefetch=False)
+            issue = jira.create_issue(fields=fields(), prefetch=False)
             return IssueRef(issue.key, issue.permalink())
         except JIRAError as exc:
             raise _jira_error(exc) from exc
@@ -120,6 +129,21 @@ class JiraTracker:
         }
 
 
+    def _alert_fields(self, issue: AlertIssue, label: str) -> dict[str, object]:
+        return {
+            "project": {"key": self._project},
+            "issuetype": {"name": self._issue_type},
+            "summary": _fit(_one_line(issue.summary) or f"CX alert {issue.alert_id}", SUMMARY_LIMIT),
+            "description": _alert_description(issue),
+            "priority": {"name": JIRA_PRIORITIES[issue.priority]},
+            "labels": _labels(issue.labels, label),
+        }
+
+
+def _one_line(text: str) -> str:
+    return " ".join(CONTROL.sub("", text).split())
+
+
 def _summary(escalation: Escalation) -> str:
     one_line = " ".join(CONTROL.sub("", escalation.summary).split())
     return _fit(one_line or f"Escalated CX case {escalation.short_id}", SUMMARY_LIMIT)
@@ -138,6 +162,21 @@ def _description(escalation: Escalation) -> str:
     head += "*Customer message*\n"
     budget = DESCRIPTION_LIMIT - _units(head) - _units(_noformat(""))
     return head + _noformat(escalation.description, budget)
+
+
+def _alert_description(issue: AlertIssue) -> str:
+    """Each section under its heading, its text in a {noformat} block; the sections share what the
+    limit leaves, a short one handing its unused share on to the ones after it."""
+    head = f"Raised by CX-Catalyst's proactive detection: alert {issue.alert_id}.\n"
+    headings = [f"\n*{_one_line(heading) or 'Details'}*\n" for heading, _ in issue.sections]
+    overhead = _units(head) + sum(_units(h) + _units(_noformat("")) + 1 for h in headings)
+    budget = DESCRIPTION_LIMIT - overhead
+    parts = [head]
+    for i, (heading, (_, text)) in enumerate(zip(headings, issue.sections)):
+        block = _noformat(text, max(0, budget // (len(headings) - i)))
+        budget -= _units(block) - _units(_noformat(""))
+        parts.append(heading + block + "\n")
+    return "".join(parts).rstrip("\n")
 
 
 def _noformat(text: str, limit: int | None = None) -> str:

@@ -28,7 +28,8 @@ _NEGATIVE = {
 }
 _POSITIVE = {"thanks", "thank", "great", "love", "appreciate", "excellent", "awesome", "perfect", "happy", "helpful"}
 
-_ERROR_CODE = re.compile(r"\b(?:[A-Z]{1,5}[-_]?\d{2,6}|(?:error|code|err)\s*#?\s*(\d{3,6}))\b", re.I)
+# ERR_AUTH_1042, E-1042, AUTH1042, or a number after "error"/"code"/"err".
+_ERROR_CODE = re.compile(r"\b(?:[A-Z]{1,5}(?:_[A-Z]{1,10})*[-_]?\d{2,6}|(?:error|code|err)\s*#?\s*(\d{3,6}))\b", re.I)
 _URGENT = re.compile(
     r"\b(urgent|asap|immediately|emergency|stolen|fraud|hacked|unauthori[sz]ed|compromised|"
     r"can'?t access|locked out|data loss|outage|down for everyone|"
