@@ -23,16 +23,18 @@ def detect_error_codes(
     window_hours: float,
     baseline_days: int,
     thresholds: Thresholds,
+    season: float = 1.0,
 ) -> list[Signal]:
     """`window`: (case id, its codes) for the window's cases; `baseline_counts`: cases per code over
-    the baseline; `known_severity`: the error_codes table's severity per code."""
+    the baseline; `known_severity`: the error_codes table's severity per code; `season`: how busy the
+    window is against an average stretch as long (volume.py)."""
     cases: dict[str, list[UUID]] = defaultdict(list)
     for case_id, codes in window:
         for code in set(codes):
             cases[code].append(case_id)
     signals = []
     for code in sorted(cases):
-        expected = baseline_counts.get(code, 0) / (baseline_days * 24) * window_hours
+        expected = baseline_counts.get(code, 0) / (baseline_days * 24) * window_hours * season
         rate = Rate(len(cases[code]), expected)
         if not thresholds.unusual(rate, thresholds.error_code_min_count):
             continue

@@ -88,9 +88,9 @@ class Thresholds:
     error_code_min_count: int = 3
     cluster_min_size: int = 4
 
-    def unusual(self, rate: Rate, min_count: int | None = None) -> bool:
+    def unusual(self, rate: Rate, min_count: int | None = None, ratio: float | None = None) -> bool:
         floor = self.min_count if min_count is None else min_count
-        return rate.observed >= floor and rate.z >= self.z and rate.observed >= self.ratio * rate.expected
+        return rate.observed >= floor and rate.z >= self.z and rate.observed >= (ratio or self.ratio) * rate.expected
 
 
 @dataclass

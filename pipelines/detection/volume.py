@@ -15,7 +15,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from pipelines.detection.signals import Kind, Rate, Severity, Signal, Thresholds
@@ -47,6 +47,12 @@ class VolumeBaseline:
             return 1 / 24
         flat = total / HOURS_OF_WEEK
         return 7 * (self.hour_profile[how] + _FLAT_WEIGHT * flat) / (total * (1 + _FLAT_WEIGHT))
+
+    def season(self, start: datetime, end: datetime) -> float:
+        """How busy [start, end) is against an average stretch as long: 1 for a flat desk, above 1
+        for a weekday's working hours, below at night and at weekends."""
+        hours = max(1, round((end - start).total_seconds() / 3600))
+        return sum(24 * self.share(hour_of_week(start + timedelta(hours=h))) for h in range(hours)) / hours
 
     def rate(self, key: Key, observed: int, how: int, window_hours: float) -> Rate:
         counts = self.daily.get(key, [])
