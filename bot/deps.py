@@ -13,7 +13,9 @@ from bot import clients
 from bot.ai import build_drafter, build_embedder, build_triager
 from bot.runtime.metrics import Metrics
 from bot.services.alerts import UrgentAlertService
+from bot.services.articles import SlackArticleService, confluence_pages
 from bot.services.commands import SlackCommandService
+from bot.services.daily_report import DailyReportService
 from bot.services.home import SlackHomeService
 from bot.services.incidents import IncidentAlertService
 from bot.services.review import SlackReviewService
@@ -21,6 +23,7 @@ from bot.services.review_sla import ReviewSlaService
 from bot.settings import Settings
 from handlers.services import Services
 from pipelines.drafting.step import DraftPolicy
+from pipelines.lifecycle.csat import CsatLinks
 from pipelines.ports import AlertTracker, Drafter, Embedder, Mailbox, Tracker, Triager
 from pipelines.replies.outbox import Sender
 from pipelines.taxonomy import Taxonomy, load_taxonomy
@@ -45,18 +48,24 @@ class Deps:
     alerts: UrgentAlertService | None = None
     incidents: IncidentAlertService | None = None  # proactive alerts: their messages and buttons
     review_sla: ReviewSlaService | None = None
+    articles: SlackArticleService | None = None  # drafted KB articles: their messages and buttons
+    daily_report: DailyReportService | None = None  # the daily report's Slack post and chart
 
     @property
     def services(self) -> Services | None:
         """What the Slack listeners are given; None without Slack."""
         if self.review is None or self.home is None or self.commands is None:
             return None
-        return Services(review=self.review, home=self.home, commands=self.commands, alerts=self.incidents)
+        return Services(review=self.review, home=self.home, commands=self.commands, alerts=self.incidents,
+                        articles=self.articles)
 
     @property
     def sender(self) -> Sender:
         s = self.settings
-        return Sender(s.support_email or "support@cx-catalyst.invalid", s.company_name, s.secret("webhook_secret"))
+        key = s.csat_key
+        csat = CsatLinks(s.public_url, key, s.csat_link_days) if s.public_url and key else None
+        return Sender(s.support_email or "support@cx-catalyst.invalid", s.company_name, s.secret("webhook_secret"),
+                      csat)
 
     @property
     def draft_policy(self) -> DraftPolicy:
@@ -104,4 +113,6 @@ def with_slack(deps: Deps, client: AsyncWebClient, tracker: Tracker | None = Non
         review=SlackReviewService(pool, client, settings, deps.sender, tracker, deps.taxonomy, alerts),
         home=SlackHomeService(pool, client, settings), commands=SlackCommandService(pool, deps.embedder),
         review_sla=ReviewSlaService(pool, client, settings),
+        daily_report=DailyReportService(pool, client),
+        articles=SlackArticleService(pool, client, settings, deps.embedder, confluence_pages(settings)),
     )

@@ -4,7 +4,7 @@ step or service with the collaborators it needs."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import aiohttp
@@ -15,12 +15,29 @@ from bot.deps import Deps
 from bot.detection import detect, posts_to_slack
 from bot.runtime.metrics import refresh_open_alerts
 from bot.runtime.worker import JobHandler
+from bot.services.daily_report import daily_config
 from bot.slack.thread_poster import SlackThreadPoster
 from pipelines import maintenance
 from pipelines.detection.summary import summarise_incident
 from pipelines.drafting.step import draft_case
 from pipelines.intake.gmail_sync import sync_mailbox
-from pipelines.jobs import ActionRequest, AlertActionRequest, AlertJob, CaseJob, JobName, ReplyJob, ShortcutRequest
+from pipelines.jobs import (
+    ActionRequest,
+    AlertActionRequest,
+    AlertJob,
+    CaseJob,
+    DayJob,
+    JobName,
+    ReplyJob,
+    ReportDelivery,
+    ReportDestination,
+    ShortcutRequest,
+)
+from pipelines.learning.bugs import file_defect_bugs
+from pipelines.learning.daily import run_daily, stored_report
+from pipelines.learning.daily_metrics import day_bounds
+from pipelines.learning.report_email import send_report_email
+from pipelines.lifecycle.resolve import resolve_quiet
 from pipelines.replies.outbox import Channels, send_reply
 from pipelines.triage.step import triage_case
 from prompts import load
@@ -136,12 +153,85 @@ async def _alert_summary(deps: Deps, payload: bytes) -> None:
         )
 
 
+async def _resolve_quiet(deps: Deps, payload: bytes) -> None:
+    await resolve_quiet(deps.pool, now=datetime.now(UTC), silence=timedelta(hours=deps.settings.resolve_after_hours))
+
+
+async def _retrain(deps: Deps, payload: bytes) -> None:
+    from pipelines.learning.retrain import retrain_if_due  # scikit-learn and SciPy, only where it runs
+
+    await retrain_if_due(deps.pool, deps.embedder, deps.settings.retrain_min_new_examples)
+
+
+async def _daily_report(deps: Deps, payload: bytes) -> None:
+    await run_daily(deps.pool, deps.embedder, DayJob.from_payload(payload).day, daily_config(deps.settings))
+
+
+async def _report_deliver(deps: Deps, payload: bytes) -> None:
+    job = ReportDelivery.from_payload(payload)
+    report = await stored_report(deps.pool, job.day)
+    if job.destination is ReportDestination.SLACK:
+        if deps.daily_report is None:
+            raise RuntimeError(_NO_SLACK)
+        await deps.daily_report.deliver(report)
+        return
+    if deps.mailbox is None:
+        raise RuntimeError("Gmail is not configured (GMAIL_TOKEN_FILE and SUPPORT_EMAIL) to email the daily report")
+    await send_report_email(deps.pool, deps.mailbox, report, company=deps.settings.company_name)
+
+
+async def _kb_draft(deps: Deps, payload: bytes) -> None:
+    from pipelines.adapters.anthropic_llm import AnthropicLLM
+    from pipelines.jobs import KbDraftJob
+    from pipelines.learning.articles import draft_article
+
+    settings, job = deps.settings, KbDraftJob.from_payload(payload)
+    client = clients.anthropic_client(settings)
+    draft = partial(draft_article, deps.pool, opportunity_id=job.opportunity_id, model=settings.anthropic_model,
+                    system=load("kb_article"), request=load("kb_article_request"), company=settings.company_name)
+    if client is None:
+        draft_id = await draft(None)  # offline: the template from the resolved replies
+    else:
+        async with client:
+            draft_id = await draft(AnthropicLLM(client))
+    if draft_id is None:
+        return
+    if deps.articles is None:
+        raise RuntimeError(_NO_SLACK)  # the draft is stored; the retry posts it
+    await deps.articles.post_card(draft_id)
+
+
+async def _article_action(deps: Deps, payload: bytes) -> None:
+    from pipelines.jobs import ArticleActionRequest
+
+    if deps.articles is None:
+        raise RuntimeError(_NO_SLACK)
+    await deps.articles.run_action(ArticleActionRequest.from_payload(payload))
+
+
+async def _file_bugs(deps: Deps, payload: bytes) -> None:
+    settings, day = deps.settings, DayJob.from_payload(payload).day
+    file_bugs = partial(file_defect_bugs, deps.pool, embedder=deps.embedder, min_cases=settings.bug_min_cases,
+                        until=day_bounds(day, settings.zone)[1], categories=settings.defect_categories)
+    tracker = clients.build_tracker(settings)
+    if tracker is None:
+        await file_bugs(tracker=None)  # recorded, and logged that no tracker is configured: no retry
+        return
+    async with tracker:
+        await file_bugs(tracker=tracker)
+
+
 _JOBS: dict[str, Callable[[Deps, bytes], Awaitable[None]]] = {
     JobName.PRUNE: _prune, JobName.TRIAGE: _triage, JobName.GMAIL_SYNC: _gmail_sync, JobName.DRAFT: _draft,
     JobName.SEND_REPLY: _send_reply, JobName.REVIEW_CARD: _review_card, JobName.URGENT_ALERT: _urgent_alert,
     JobName.REVIEW_ACTION: _review_action, JobName.REVIEW_SLA: _review_sla, JobName.SLACK_CASE: _slack_case,
     JobName.ALERT_POST: _alert_post, JobName.ALERT_ACTION: _alert_action, JobName.DETECT: _detect,
     JobName.ALERT_SUMMARY: _alert_summary,
+    JobName.RESOLVE_QUIET: _resolve_quiet,
+    JobName.RETRAIN: _retrain,
+    JobName.DAILY_REPORT: _daily_report, JobName.REPORT_DELIVER: _report_deliver,
+    JobName.KB_DRAFT: _kb_draft, JobName.ARTICLE_ACTION: _article_action,
+    JobName.FILE_BUGS: _file_bugs,
 }
 
 

@@ -113,6 +113,20 @@ class Settings(BaseSettings):
     alert_resolve_after_minutes: int = Field(default=120, ge=1)
     alert_repeat_hours: float = Field(default=4.0, gt=0)
 
+    # Case lifecycle and CSAT. README "Lifecycle" says what each one changes.
+    resolve_after_hours: float = Field(default=72.0, gt=0)  # customer silence after a reply
+    public_url: str | None = None  # where customers reach GET /csat/{token}; None: no rating line
+    csat_link_days: int = Field(default=14, ge=1)
+    csat_secret: SecretStr | None = None  # signs rating links; falls back to WEBHOOK_SECRET
+
+    # Daily learning (workflow 5). README "Daily report" says what each one changes.
+    kb_gap_min_cases: int = Field(default=3, ge=2)
+    kb_gap_max_score: float | None = Field(default=None, gt=0, lt=1)  # None: calibrated per search mode
+    kb_drafts_per_day: int = Field(default=3, ge=0)
+    bug_min_cases: int = Field(default=5, ge=2)
+    bug_categories: str = "defect"  # comma-separated taxonomy categories whose clusters become Jira bugs
+    retrain_min_new_examples: int = Field(default=200, ge=1)
+
     @field_validator("database_url", mode="before")
     @classmethod
     def _postgres_scheme(cls, value: object) -> object:
@@ -121,6 +135,13 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.startswith("postgresql://"):
             raise ValueError("must be a postgresql:// URL")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value is not None else None
 
     @field_validator("timezone")
     @classmethod
@@ -139,6 +160,10 @@ class Settings(BaseSettings):
             )
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        # Refused at start rather than replies quietly going out without a rating line: whoever
+        # set PUBLIC_URL asked for ratings, and would only learn otherwise from an empty CSAT.
+        if self.public_url is not None and self.csat_secret is None and self.webhook_secret is None:
+            raise ValueError("PUBLIC_URL needs CSAT_SECRET or WEBHOOK_SECRET to sign the rating links")
         return self
 
     @property
@@ -150,8 +175,17 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     @property
+    def defect_categories(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.bug_categories.split(",") if c.strip())
+
+    @property
     def always_review(self) -> frozenset[str]:
         return frozenset(t.strip().lower() for t in self.always_review_tiers.split(",") if t.strip())
+
+    @property
+    def csat_key(self) -> str | None:
+        """What signs and checks rating links: CSAT_SECRET, else WEBHOOK_SECRET."""
+        return self.secret("csat_secret") or self.secret("webhook_secret")
 
     def secret(self, name: str) -> str | None:
         value = getattr(self, name)

@@ -55,6 +55,9 @@ class CaseFacts:
     draft: str | None
     drafted_at: datetime | None
     review_id: UUID | None
+    resolution_type: str | None
+    resolved_at: datetime | None
+    csat: int | None
     timeline: list[TimelineRow]
     timeline_total: int
 
@@ -112,6 +115,7 @@ SELECT c.case_id, c.short_id, c.status, c.channel, c.subject, left(c.description
        c.owner_slack_user_id AS owner, c.jira_issue_key, c.created_at,
        cu.email AS customer_email, cu.name AS customer_name, cu.account_tier AS tier,
        d.draft_id, d.body AS draft, d.created_at AS drafted_at, r.review_id,
+       c.resolution_type, c.resolved_at, c.csat,
        t.entries AS timeline, t.total AS timeline_total
 FROM cases c
 JOIN customers cu USING (customer_id)

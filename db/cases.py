@@ -66,6 +66,7 @@ WITH current AS (
                            WHEN $2 = 'reopened' THEN NULL ELSE cases.resolved_at END,
         closed_at = CASE WHEN $2 = 'closed' THEN now()
                          WHEN $2 = 'reopened' THEN NULL ELSE cases.closed_at END,
+        resolution_type = CASE WHEN $2 = 'reopened' THEN NULL ELSE cases.resolution_type END,
         escalated = cases.escalated OR $2 = 'escalated'
     FROM current
     WHERE cases.case_id = current.case_id

@@ -79,7 +79,7 @@ class EmbeddedExample:
     category: str
     subcategory: str | None
     embedding: np.ndarray | None
-    created_at: object
+    created_at: datetime
 
 
 async def examples_since(conn: Connection, since: object, limit: int = 10_000) -> list[EmbeddedExample]:

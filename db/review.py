@@ -42,6 +42,10 @@ class CardFacts:
     review_comments: str | None
     card_channel: str | None
     card_ts: str | None
+    resolution_type: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None  # the reviewer who marked it resolved; None when the system resolved it
+    csat: int | None
 
 
 _FACTS = """
@@ -51,7 +55,8 @@ SELECT c.case_id, c.short_id, c.status, c.subject, c.description, c.summary, c.c
        d.draft_id, d.body AS draft, d.confidence::float8 AS draft_confidence, d.decision_reason,
        cited.titles AS citation_titles, cited.urls AS citation_urls,
        r.review_id, r.status AS review_status, r.reviewed_by, r.reviewed_at, r.reviewer_comments AS review_comments,
-       m.channel_id AS card_channel, m.ts AS card_ts
+       m.channel_id AS card_channel, m.ts AS card_ts,
+       c.resolution_type, c.resolved_at, resolved.actor_id AS resolved_by, c.csat
 FROM cases c
 JOIN customers cu USING (customer_id)
 LEFT JOIN LATERAL (SELECT * FROM case_drafts WHERE case_id = c.case_id ORDER BY created_at DESC LIMIT 1) d ON true
@@ -60,6 +65,10 @@ LEFT JOIN LATERAL (SELECT array_agg(a.title ORDER BY n) AS titles, array_agg(a.u
                    JOIN kb_articles a USING (article_id)) cited ON true
 LEFT JOIN LATERAL (SELECT * FROM review_queue WHERE case_id = c.case_id ORDER BY created_at DESC LIMIT 1) r ON true
 LEFT JOIN slack_messages m ON m.case_id = c.case_id AND m.purpose = 'review_card'
+LEFT JOIN LATERAL (SELECT CASE WHEN actor_type = 'reviewer' THEN actor_id END AS actor_id FROM case_interactions
+                   WHERE case_id = c.case_id AND c.status = 'resolved' AND interaction_type = 'status_change'
+                     AND to_status = 'resolved'
+                   ORDER BY created_at DESC LIMIT 1) resolved ON true
 WHERE c.case_id = $1
 """
 

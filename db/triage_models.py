@@ -1,14 +1,21 @@
-"""Stored local triage models: save a trained one, load the newest."""
+"""Stored local triage models: save a trained one, load the active one.
+
+One model is active at a time (a partial unique index says so): every triager loads it. A gated
+retrain's candidate that lost is stored as rejected, for inspection; a replaced one is retired."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from db.connection import Connection
+from db.locks import transaction_lock
+
+# Serialises switches of the active model (a manual train and a retrain at once).
+_SWITCH = "triage_models.active"
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,12 @@ class StoredModel:
     created_at: datetime
 
 
+async def lock_active(conn: Connection) -> UUID | None:
+    """Hold the switch lock until the caller's transaction ends; the active model's id under it."""
+    await transaction_lock(conn, _SWITCH)
+    return await active_id(conn)
+
+
 async def save(
     conn: Connection,
     *,
@@ -34,12 +47,21 @@ async def save(
     train_seconds: float,
     metrics: dict[str, Any],
     payload: bytes,
+    status: Literal["active", "rejected"] = "active",
+    cv_accuracy: float | None = None,
 ) -> UUID:
-    model_id: UUID = await conn.fetchval(
-        "INSERT INTO triage_models (kind, embedding_model, labels, n_examples, examples_until, train_seconds, "
-        "metrics, payload) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING model_id",
-        kind, embedding_model, labels, n_examples, examples_until, train_seconds, json.dumps(metrics), payload,
-    )
+    """Store a model. An active one retires the previous active one in the same transaction."""
+    async with conn.transaction():
+        if status == "active":
+            await transaction_lock(conn, _SWITCH)
+            await conn.execute("UPDATE triage_models SET status = 'retired' WHERE status = 'active'")
+        model_id: UUID = await conn.fetchval(
+            "INSERT INTO triage_models (kind, embedding_model, labels, n_examples, examples_until, train_seconds, "
+            "metrics, payload, status, cv_accuracy) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10) "
+            "RETURNING model_id",
+            kind, embedding_model, labels, n_examples, examples_until, train_seconds, json.dumps(metrics), payload,
+            status, cv_accuracy,
+        )
     return model_id
 
 
@@ -51,16 +73,16 @@ class ModelSummary:
     created_at: datetime
 
 
-async def newest_summary(conn: Connection) -> ModelSummary | None:
-    """The newest model's kind and provenance, without its payload."""
+async def active_summary(conn: Connection) -> ModelSummary | None:
+    """The active model's kind and provenance, without its payload."""
     row = await conn.fetchrow(
-        "SELECT kind, embedding_model, n_examples, created_at FROM triage_models ORDER BY created_at DESC LIMIT 1"
+        "SELECT kind, embedding_model, n_examples, created_at FROM triage_models WHERE status = 'active'"
     )
     return ModelSummary(**dict(row)) if row else None
 
 
-async def newest_id(conn: Connection) -> UUID | None:
-    model_id: UUID | None = await conn.fetchval("SELECT model_id FROM triage_models ORDER BY created_at DESC LIMIT 1")
+async def active_id(conn: Connection) -> UUID | None:
+    model_id: UUID | None = await conn.fetchval("SELECT model_id FROM triage_models WHERE status = 'active'")
     return model_id
 
 
@@ -73,12 +95,12 @@ async def load(conn: Connection, model_id: UUID) -> StoredModel | None:
     return StoredModel(**{**dict(row), "labels": list(row["labels"])}) if row else None
 
 
-async def prune(conn: Connection, keep: int = 3) -> int:
-    """Drop all but the newest `keep` models: they are large."""
+async def prune(conn: Connection, keep: int = 2) -> int:
+    """Drop all but the active model and the newest `keep` others (retired or rejected): they are large."""
     dropped: int = await conn.fetchval(
-        "WITH old AS (DELETE FROM triage_models WHERE model_id NOT IN "
-        "(SELECT model_id FROM triage_models ORDER BY created_at DESC LIMIT $1) RETURNING 1) "
-        "SELECT count(*) FROM old",
+        "WITH old AS (DELETE FROM triage_models WHERE status <> 'active' AND model_id NOT IN "
+        "(SELECT model_id FROM triage_models WHERE status <> 'active' ORDER BY created_at DESC LIMIT $1) "
+        "RETURNING 1) SELECT count(*) FROM old",
         keep,
     )
     return dropped

@@ -14,7 +14,7 @@ from uuid import UUID
 from handlers import blocks as kit
 from handlers import mrkdwn
 from handlers.mrkdwn import escape, one_line, safe, truncate
-from handlers.review_card import ACTIONS_BLOCK_ID, ReviewCard, review_card_blocks
+from handlers.review_card import ACTIONS_BLOCK_ID, RESOLUTION_LABELS, ReviewCard, csat_text, review_card_blocks
 
 KB_SHARE_ACTION = "kb_share"
 KB_ACTIONS_BLOCK_ID = "kb_actions"
@@ -86,6 +86,10 @@ class CaseDetail:
     draft: str | None = None
     drafted_at: datetime | None = None
     review_id: UUID | None = None
+    resolvable: bool = False  # a reviewer can mark it resolved: the card's Mark resolved button shows here too
+    resolution_type: str | None = None
+    resolved_at: datetime | None = None
+    csat: int | None = None  # the customer's score, 1-5
     timeline: tuple[TimelineEntry, ...] = ()  # the latest entries, oldest first
     timeline_total: int = 0
 
@@ -233,6 +237,11 @@ def _facts(case: CaseDetail) -> list[dict[str, Any]]:
     ]
     if case.jira_issue_key:
         facts.append(("Jira", safe(one_line(case.jira_issue_key), kit.SHORT_TEXT_MAX)))
+    if case.resolved_at:
+        how = RESOLUTION_LABELS.get(case.resolution_type or "")
+        facts.append(("Resolved", kit.slack_date(case.resolved_at) + (f"\n{how}" if how else "")))
+    if case.csat is not None:
+        facts.append(("Satisfaction", csat_text(case.csat)))
     return [kit.mrkdwn_text(f"*{name}*\n{value}", mrkdwn.SECTION_FIELD_TEXT) for name, value in facts]
 
 
@@ -284,12 +293,12 @@ def _actor(entry: TimelineEntry) -> str:
 
 def _review_actions(case: CaseDetail) -> dict[str, Any] | None:
     """The review card's own actions block, so that the buttons, their ids and values are exactly the card's."""
-    if not case.reviewable:
+    if not case.reviewable and not case.resolvable:
         return None
     card = ReviewCard(
         case_id=case.case_id, short_id=case_ref(case.short_id), priority=case.priority,
-        review_reason="", message="", state=case.status, actionable=True, draft_id=case.draft_id, draft=case.draft,
-        owner=case.owner, review_id=case.review_id,
+        review_reason="", message="", state=case.status, actionable=case.reviewable, draft_id=case.draft_id,
+        draft=case.draft, owner=case.owner, review_id=case.review_id, resolvable=case.resolvable,
     )
     return next((b for b in review_card_blocks(card) if b.get("block_id") == ACTIONS_BLOCK_ID), None)
 

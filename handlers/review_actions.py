@@ -54,6 +54,10 @@ async def on_escalate(ack: AsyncAck, body: dict[str, Any], services: Services) -
     await _click(ack, body, services, ReviewAction.ESCALATE)
 
 
+async def on_resolve(ack: AsyncAck, body: dict[str, Any], services: Services) -> None:
+    await _click(ack, body, services, ReviewAction.RESOLVE)
+
+
 async def _open_modal(ack: AsyncAck, body: dict[str, Any], services: Services, client: AsyncWebClient,
                       build: Callable[[ReviewService, ReviewCard, str, str], dict[str, Any]]) -> None:
     await ack()
@@ -127,6 +131,7 @@ def register(app: AsyncApp) -> None:
     app.action(CardButton.APPROVE.value)(on_approve)
     app.action(CardButton.TAKE.value)(on_take)
     app.action(CardButton.ESCALATE.value)(on_escalate)
+    app.action(CardButton.RESOLVE.value)(on_resolve)
     app.action(CardButton.REJECT.value)(on_reject)
     app.action(CardButton.EDIT.value)(on_edit)
     app.view(REJECT_CALLBACK_ID)(on_reject_submitted)

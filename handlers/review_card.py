@@ -23,6 +23,7 @@ class CardButton(StrEnum):
     REJECT = "review_reject"
     ESCALATE = "review_escalate"
     TAKE = "review_take"
+    RESOLVE = "review_resolve"
 
 
 REJECT_CALLBACK_ID = "review_reject_modal"
@@ -67,6 +68,14 @@ _PAST_TENSE = {
     "reject": "rejected",
     "escalate": "escalated",
     "take": "took",
+    "resolve": "marked resolved",
+}
+# How a resolved case was answered (db/lifecycle.py has the rule), as the card and `/case` say it.
+RESOLUTION_LABELS = {
+    "self_service": "self-service (auto-sent reply)",
+    "collaborative": "collaborative (AI draft, reviewer approved)",
+    "human": "handled by a person",
+    "escalated": "escalated",
 }
 
 
@@ -109,6 +118,11 @@ class ReviewCard:
     jira_key: str | None = None
     jira_url: str | None = None
     review_id: UUID | None = None
+    resolvable: bool = False  # a reviewer can mark it resolved: the Mark resolved button shows
+    resolution_type: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None  # the reviewer who marked it resolved; None: resolved by the system
+    csat: int | None = None  # the customer's score, 1-5
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,13 +420,43 @@ def _status_text(card: ReviewCard) -> str:
             parts.append(f"Jira {kit.link(card.jira_url, safe(one_line(card.jira_key), kit.SHORT_TEXT_MAX))}")
         else:
             parts.append("Jira issue not created yet")
+    if card.state == "resolved":
+        parts.append(resolved_text(card.resolution_type, card.resolved_by, card.resolved_at))
+    if card.csat is not None:
+        parts.append(csat_text(card.csat))
     return " · ".join(parts)
 
 
+def resolved_text(resolution_type: str | None, resolved_by: str | None, resolved_at: datetime | None) -> str:
+    """How and by whom a case was resolved, for the card's status line."""
+    text = f"Resolved by {kit.who(resolved_by, none='')}" if resolved_by else "Resolved automatically (the customer did not write back)"
+    if resolved_at:
+        text += f" {kit.slack_date(resolved_at)}"
+    label = RESOLUTION_LABELS.get(resolution_type or "")
+    return f"{text} ({label})" if label else text
+
+
+def csat_text(score: int) -> str:
+    return f"CSAT {':star:' * score} {score}/5"
+
+
 def _buttons(card: ReviewCard) -> list[dict[str, Any]]:
-    if not card.actionable:
-        return []
     value = card_ref(card).to_value()
+    buttons = _review_buttons(card, value) if card.actionable else []
+    if card.resolvable:
+        resolve = _button("Mark resolved", CardButton.RESOLVE, value)
+        resolve["confirm"] = {
+            "title": kit.plain("Mark resolved?", 100),
+            "text": kit.plain(f"{one_line(card.short_id)} is closed as resolved; the customer is not told. "
+                              "If they write again, it reopens.", 300),
+            "confirm": kit.plain("Mark resolved", 30),
+            "deny": kit.plain("Cancel", 30),
+        }
+        buttons.append(resolve)
+    return buttons
+
+
+def _review_buttons(card: ReviewCard, value: str) -> list[dict[str, Any]]:
     buttons = []
     if card.draft and card.draft.strip() and card.draft_id is not None:
         buttons.append(_button("Approve & send", CardButton.APPROVE, value, style="primary"))

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
+from handlers.article_card import ArticleCard
 from handlers.case_query import CaseQuery
 from handlers.case_views import CaseAnswer, KbResult, KbShare, MyCases
 from handlers.home_views import HomeFacts
 from handlers.review_card import ReviewCard
-from pipelines.jobs import ActionRequest, AlertActionRequest, ShortcutRequest
+from pipelines.jobs import ActionRequest, AlertActionRequest, ArticleActionRequest, ShortcutRequest
 
 
 class ReviewService(Protocol):
@@ -69,9 +70,23 @@ class AlertService(Protocol):
         ...
 
 
+class ArticleService(Protocol):
+    """Drafted knowledge-base articles in the metrics channel: clicks queued before the ack, and the
+    draft the Edit modal shows."""
+
+    async def submit(self, delivery_id: str, request: ArticleActionRequest) -> bool:
+        """True once the click is durably queued; False for a delivery already seen."""
+        ...
+
+    async def is_reviewer(self, user_id: str) -> bool: ...
+
+    async def card(self, draft_id: UUID) -> ArticleCard | None: ...
+
+
 @dataclass(frozen=True)
 class Services:
     review: ReviewService
     home: HomeService
     commands: CommandService
     alerts: AlertService | None = None  # None where a test wires only some listeners
+    articles: ArticleService | None = None

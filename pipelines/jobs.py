@@ -4,6 +4,7 @@ the listeners can build a payload."""
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Self
 from uuid import UUID
@@ -26,6 +27,13 @@ class JobName(StrEnum):
     ALERT_POST = "alert.post"  # post or edit an alert's Slack message; a reminder in its thread
     ALERT_ACTION = "alert.action"  # a reviewer's click on an alert
     ALERT_SUMMARY = "alert.summarise"  # Claude's summary and root-cause hypothesis of a new incident
+    RESOLVE_QUIET = "case.resolve_quiet"  # replied cases silent for RESOLVE_AFTER_HOURS resolve, hourly
+    DAILY_REPORT = "learning.daily_report"  # yesterday's metrics, gaps, drafts, bugs; at DAILY_REPORT_HOUR
+    REPORT_DELIVER = "learning.report_deliver"  # one report to one destination (Slack or email), once
+    KB_DRAFT = "learning.kb_draft"  # draft an article for one KB gap and post it for validation
+    ARTICLE_ACTION = "learning.article_action"  # Publish / Edit / Discard on a drafted article
+    FILE_BUGS = "learning.file_bugs"  # repeated defects become (or update) one Jira bug each
+    RETRAIN = "triage.retrain"  # retrain the local triager; keep the new model only if no worse
 
 
 class JobPayload(BaseModel):
@@ -62,6 +70,7 @@ class ReviewAction(StrEnum):
     TAKE = "take"
     ESCALATE = "escalate"
     EDIT = "edit"  # edited reply sent, with corrected labels
+    RESOLVE = "resolve"  # "Mark resolved": the case is done, nothing is sent
 
 
 class ActionRequest(JobPayload):
@@ -126,3 +135,45 @@ class AlertActionRequest(JobPayload):
     alert_id: UUID
     channel: str | None = None  # the alert's message, to update in place
     ts: str | None = None
+
+
+class DayJob(JobPayload):
+    """A daily job's local day (in TIMEZONE): the daily report, filing defect bugs."""
+
+    day: date
+
+
+class ReportDestination(StrEnum):
+    SLACK = "slack"
+    EMAIL = "email"
+
+
+class ReportDelivery(JobPayload):
+    """Deliver one day's report to one destination, once."""
+
+    day: date
+    destination: ReportDestination
+
+
+class KbDraftJob(JobPayload):
+    """Draft an article for one KB gap (an improvement opportunity) and post it for validation."""
+
+    opportunity_id: UUID
+
+
+class ArticleAction(StrEnum):
+    PUBLISH = "publish"
+    EDIT = "edit"  # the modal's submission: new title and body, kept as a draft
+    DISCARD = "discard"
+
+
+class ArticleActionRequest(JobPayload):
+    """A reviewer's click on a drafted article (or their Edit modal's submission)."""
+
+    action: ArticleAction
+    reviewer: str  # Slack user id
+    draft_id: UUID
+    channel: str | None = None  # the card's message, to update in place
+    ts: str | None = None
+    title: str | None = None  # edit
+    body: str | None = None  # edit

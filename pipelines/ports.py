@@ -309,3 +309,55 @@ class AlertTracker(Protocol):
     async def file_alert(self, issue: AlertIssue) -> IssueRef:
         """File the alert's issue, or return the one already filed for it."""
         ...
+
+
+# ---- knowledge-base articles -------------------------------------------------------------------------
+
+
+class ArticlePages(Protocol):
+    """Where a validated article is also published as a page (Confluence), when configured."""
+
+    async def create_page(self, space_key: str, title: str, storage_html: str) -> PageRef:
+        """Create the page in the space, or return the space's page that already has this title (a
+        retried publish finds the page it created before)."""
+        ...
+
+
+# ---- defect bugs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BugReport:
+    """A recurring defect as the tracker files it: one Bug per fingerprint label."""
+
+    label: str  # the fingerprint: the issue carries it and is found again by it
+    summary: str  # one line; the tracker flattens and cuts it
+    # (heading, text) in order: the headings are ours, the texts may quote customers and are filed
+    # as data, never as markup.
+    sections: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class BugComment:
+    """New cases of a bug already filed. `marker` (ours, plain) names this update: a comment that
+    carries it is not added twice."""
+
+    marker: str
+    sections: tuple[tuple[str, str], ...]  # as in BugReport
+
+
+@runtime_checkable
+class BugTracker(Protocol):
+    """Where repeated defects are filed as bugs (Jira)."""
+
+    async def find_by_label(self, label: str) -> IssueRef | None:
+        """The issue that carries `label`, if any (the oldest)."""
+        ...
+
+    async def file_bug(self, bug: BugReport) -> IssueRef:
+        """File the bug, or return the issue that already carries its label."""
+        ...
+
+    async def comment(self, key: str, comment: BugComment) -> bool:
+        """Add the comment to the issue; False if a comment with its marker is there already."""
+        ...

@@ -76,31 +76,6 @@ def test_migrate_twice_through_the_cli(tmp_path):
     assert "job_queue" in listed.stdout and "pending" not in listed.stdout
 
 
-def test_demo_triages_the_sample_inbox_offline_and_reports_health(tmp_path):
-    env = cx_env(CX_DATA_DIR=str(tmp_path), EMBEDDINGS="none")
-    result = cx("demo", env=env, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "database" in result.stdout and "pgvector" in result.stdout
-    assert "PostgreSQL 18" in result.stdout
-    assert "Inbox: appended 1, created 9, skipped 2" in result.stdout
-    assert "Knowledge base: 24 articles" in result.stdout and "(24 new, 0 changed" in result.stdout
-    rows = {line.split("│")[3].strip(): line for line in result.stdout.splitlines() if line.startswith("│ CX-10")}
-    assert len(rows) == 9
-    assert "card_delivery / card_arrival" in rows["New card still hasn't arrived"]
-    # German: the English history cannot vouch for it, so a person takes it.
-    assert "human_owned" in rows["Karte gestohlen – bitte sofort sperren"]
-    # Every drafted case shows its articles, its draft and why it waits for review (offline: always).
-    card = result.stdout[result.stdout.index("New card still hasn't arrived · card_delivery/card_arrival"):]
-    card = card[: card.index("╰")]
-    assert "1. When will my card arrive?" in card
-    assert "Decision review: an extractive (offline) draft is always reviewed" in card
-    assert "Our help article" in card and "help.northwind.example/articles/card-arrival" in card
-    again = cx("demo", env=env, timeout=300)
-    assert again.returncode == 0 and "Inbox: duplicate 10, skipped 2" in again.stdout
-    assert "(0 new, 0 changed, 0 chunks embedded)" in again.stdout
-    assert "Training" not in again.stdout, "nothing new to learn, no retraining"
-
-
 async def _insert_customer(url: str, email: str) -> str:
     conn = await asyncpg.connect(url)
     try:

@@ -62,7 +62,7 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console, *, inbo
 
     embedder = build_embedder(settings)
     async with pool.acquire() as conn:
-        has_model = await triage_models.newest_id(conn) is not None
+        has_model = await triage_models.active_id(conn) is not None
     if added or not has_model:
         out.print(f"Training the local triager ({'embeddings: ' + embedder.model if embedder else 'no embeddings'})…")
         report = await train_local(pool, embedder)
@@ -115,6 +115,7 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console, *, inbo
     await _show_incident(settings, pool, taxonomy, embedder, recorder if slack_out is not None else None, out)
     if slack_out is not None:
         _write_slack(recorder, slack_out, out)
+        await _show_daily_report(settings, pool, embedder, slack_out / "daily-report", out)
 
 
 def _demo_history(now: datetime) -> list[dict[str, object]]:
@@ -130,10 +131,18 @@ def _demo_history(now: datetime) -> list[dict[str, object]]:
             for n in range(random.randint(0, 2)):
                 at = (now - timedelta(days=day)).replace(hour=hour, minute=random.randint(0, 59))
                 row = random.choice(rows)
-                lines.append({"external_id": f"demo-{stamp}-{day}-{hour}-{n}", "received_at": at.isoformat(),
-                              "customer_email": f"customer{random.randint(1, 400)}@example.com",
-                              "description": row["text"], "subcategory": row["category"],
-                              "resolved_at": (at + timedelta(hours=3)).isoformat()})
+                answered = min(at + timedelta(minutes=random.randint(2, 240)), now)
+                line: dict[str, object] = {
+                    "external_id": f"demo-{stamp}-{day}-{hour}-{n}", "received_at": at.isoformat(),
+                    "customer_email": f"customer{random.randint(1, 400)}@example.com",
+                    "description": row["text"], "subcategory": row["category"],
+                    "first_response_at": answered.isoformat(),
+                    "resolved_at": min(answered + timedelta(hours=random.randint(1, 30)), now).isoformat(),
+                    "resolution_type": random.choice(_RESOLUTIONS),
+                }
+                if random.random() < 0.4:  # about the share of customers who rate
+                    line["csat"] = random.choice((3, 4, 4, 5, 5, 5))
+                lines.append(line)
     for n, (text, label) in enumerate(_BURST):
         lines.append({"external_id": f"demo-{stamp}-burst-{n}",
                       "received_at": (now - timedelta(minutes=55 - 7 * n)).isoformat(),
@@ -141,6 +150,8 @@ def _demo_history(now: datetime) -> list[dict[str, object]]:
                       "description": text, "subcategory": label, "status": "new"})
     return lines
 
+
+_RESOLUTIONS = ("self_service", "self_service", "collaborative", "collaborative", "human", "escalated")
 
 _BURST = [
     ("My card keeps getting declined at every shop since this morning, the app shows ERR_CARD_3051.",
@@ -207,3 +218,19 @@ async def _show_drafts(pool: asyncpg.Pool, case_ids: list[UUID], out: Console) -
                       f"[bold]Draft[/] ({draft.drafter}, confidence {draft.confidence:.2f})", escape(draft.body)]
             title = f"{case.ref} · {case.subject or case.description[:50]} · {case.category}/{case.subcategory}"
             out.print(Panel("\n".join(lines), title=escape(title), title_align="left"))
+
+
+async def _show_daily_report(settings: Settings, pool: asyncpg.Pool, embedder: Embedder | None, out_dir: Path,
+                             out: Console) -> None:
+    """Workflow 5's report of the demo's day so far (`cx report daily --date TODAY --out DIR`): the
+    chart, the leadership email and the Slack calls, written instead of sent."""
+    from bot.cli.report import write_daily_report
+
+    day = datetime.now(settings.zone).date()
+    report = await write_daily_report(settings, pool, day, out_dir, embedder)
+    m = report.metrics
+    csat = f"{m.csat_avg:.2f}" if m.csat_avg is not None else "none yet"
+    out.print(f"Daily report for {day} (cx report daily): received {m.received}, resolved {m.resolved} "
+              f"({m.self_service_resolved} self-service), CSAT {csat}, backlog {m.backlog}, "
+              f"{len(report.kb_gaps)} KB gaps, a {len(report.trend)}-day trend; chart, email and Slack calls "
+              f"written to {out_dir}.", soft_wrap=True)

@@ -17,7 +17,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.runtime.metrics import Metrics
 from bot.settings import Settings
 from db import jobs
-from pipelines.jobs import JobName
+from pipelines.jobs import DayJob, JobName
+from pipelines.learning.daily_metrics import previous_day
 
 log = structlog.get_logger(__name__)
 
@@ -28,10 +29,20 @@ class Schedule:
     trigger: BaseTrigger
     period_of: Callable[[datetime], str]  # the period a tick at this instant belongs to
     payload: bytes = b"{}"
+    payload_of: Callable[[datetime], bytes] | None = None  # instead of `payload`: one that names the period
 
 
 def local_day(zone: ZoneInfo) -> Callable[[datetime], str]:
     return lambda instant: instant.astimezone(zone).date().isoformat()
+
+
+def report_day(zone: ZoneInfo) -> Callable[[datetime], str]:
+    """The local day before the instant's: the day a daily report made then is about."""
+    return lambda instant: previous_day(instant, zone).isoformat()
+
+
+def report_day_job(zone: ZoneInfo) -> Callable[[datetime], bytes]:
+    return lambda instant: DayJob(day=previous_day(instant, zone)).payload()
 
 
 def every(seconds: int) -> Callable[[datetime], str]:
@@ -49,6 +60,10 @@ def schedules(settings: Settings, *, gmail: bool) -> list[Schedule]:
     # Detection runs with or without Slack: its alerts are stored, and posted once Slack is there.
     seconds = settings.detect_interval_minutes * 60
     plan.append(Schedule(JobName.DETECT, IntervalTrigger(seconds=seconds), every(seconds)))
+    plan.append(Schedule(JobName.RESOLVE_QUIET, IntervalTrigger(seconds=3600), every(3600)))
+    # The daily report is about the previous local day: the day is the period, and the payload names it.
+    plan.append(Schedule(JobName.DAILY_REPORT, CronTrigger(hour=settings.daily_report_hour, timezone=zone),
+                         report_day(zone), payload_of=report_day_job(zone)))
     return plan
 
 
@@ -60,9 +75,11 @@ class Scheduler:
 
     async def tick(self, schedule: Schedule, now: datetime | None = None) -> bool:
         """Enqueue the job for the period `now` falls in; False if some replica already did."""
-        period = schedule.period_of(now or datetime.now(UTC))
+        instant = now or datetime.now(UTC)
+        period = schedule.period_of(instant)
+        payload = schedule.payload_of(instant) if schedule.payload_of is not None else schedule.payload
         async with self._pool.acquire() as conn:
-            enqueued = await jobs.enqueue_for_period(conn, schedule.job, period, schedule.payload)
+            enqueued = await jobs.enqueue_for_period(conn, schedule.job, period, payload)
         self._metrics.scheduled.labels(schedule.job, str(enqueued).lower()).inc()
         log.info("scheduler.tick", job=schedule.job, period=period, enqueued=enqueued)
         return enqueued

@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from db.cases import REVIEWABLE
+from db.lifecycle import RESOLVABLE
 from handlers.case_query import CaseQuery, QueryKind
 from handlers.case_views import (
     CaseAnswer,
@@ -37,7 +38,7 @@ def _view(cls: type[V], source: Any, **overrides: Any) -> V:
 
 
 def case_detail(facts: case_lookup.CaseFacts) -> CaseDetail:
-    return _view(CaseDetail, facts, reviewable=facts.status in REVIEWABLE,
+    return _view(CaseDetail, facts, reviewable=facts.status in REVIEWABLE, resolvable=facts.status in RESOLVABLE,
                  timeline=tuple(_view(TimelineEntry, row) for row in facts.timeline))
 
 

@@ -19,6 +19,7 @@ from bot.slack.click_inbox import ClickInbox
 from bot.slack.messages import tell
 from bot.slack.reviewers import ReviewerCheck
 from db.cases import REVIEWABLE
+from db.lifecycle import RESOLVABLE
 from handlers import mrkdwn
 from handlers.review_card import (
     ReviewCard,
@@ -55,6 +56,8 @@ def card_from_facts(facts: review.CardFacts, jira_url: str | None = None) -> Rev
         owner=facts.owner, outcome=outcome, acted_by=facts.reviewed_by if outcome else None,
         acted_at=facts.reviewed_at if outcome else None, jira_key=facts.jira_issue_key, review_id=facts.review_id,
         jira_url=f"{jira_url.rstrip('/')}/browse/{facts.jira_issue_key}" if jira_url and facts.jira_issue_key else None,
+        resolvable=facts.status in RESOLVABLE, resolution_type=facts.resolution_type, resolved_at=facts.resolved_at,
+        resolved_by=facts.resolved_by, csat=facts.csat,
     )
 
 

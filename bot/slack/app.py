@@ -13,7 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
-from handlers import alert_actions
+from handlers import alert_actions, article_actions
 from handlers.services import Services
 
 
@@ -30,6 +30,7 @@ def build_slack_app(services: Services, client: AsyncWebClient, signing_secret: 
     app.middleware(inject_services)
     handlers.register(app)
     alert_actions.register(app)  # the alerts channel's buttons
+    article_actions.register(app)  # drafted KB articles' buttons, in the metrics channel
     return app
 
 

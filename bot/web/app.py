@@ -1,4 +1,5 @@
-"""The HTTP app: /healthz, /metrics and the webhooks. Errors are JSON, never HTML."""
+"""The HTTP app: /healthz, /metrics, the webhooks and the CSAT pages. Errors are JSON, except on
+the CSAT pages, which customers' browsers read."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.deps import Deps
 from bot.runtime.metrics import refresh_open_alerts
-from bot.web import webhooks
+from bot.web import csat, webhooks
 from bot.web.http import DEPS, STATUS, RuntimeStatus, errors_as_json
 from db import health as db_health
 from db import jobs
@@ -77,6 +78,7 @@ def build_web_app(deps: Deps, status: RuntimeStatus,
     app.router.add_get("/metrics", metrics)
     app.on_startup.append(threshold_defaults)
     webhooks.add_routes(app)
+    csat.add_routes(app)  # rating links in replies: HTML pages for customers' browsers
     if slack_events is not None:  # HTTP mode: Slack posts events and interactions here
         app.router.add_post("/slack/events", slack_events)
     return app

@@ -1,5 +1,6 @@
-"""KnowledgeSource over the Confluence Cloud REST API v1: page listing and storage-format bodies, with
-Basic auth (account email + API token) and patience for Atlassian's rate limits."""
+"""KnowledgeSource (and ArticlePages) over the Confluence Cloud REST API v1: page listing, storage-format
+bodies and page creation, with Basic auth (account email + API token) and patience for Atlassian's
+rate limits."""
 
 from __future__ import annotations
 
@@ -102,6 +103,38 @@ class ConfluenceClient:
         except (KeyError, TypeError):
             raise ConfluenceError(200, f"page {page_id} came back without body.storage") from None
 
+    async def create_page(self, space_key: str, title: str, storage_html: str) -> PageRef:
+        body = {
+            "type": "page",
+            "title": title,
+            "space": {"key": space_key},
+            "body": {"storage": {"value": storage_html, "representation": "storage"}},
+        }
+        missing = f"space {space_key!r} does not exist, or this account cannot create pages in it"
+        try:
+            data = await self._send_json("POST", f"{self._wiki}/rest/api/content", None, body, missing)
+        except ConfluenceError as exc:
+            # Titles are unique within a space. A publish that created the page and died before
+            # recording it finds the page again, instead of failing forever.
+            if exc.status != 400 or "title already exists" not in exc.message.lower():
+                raise
+            existing = await self._page_titled(space_key, title)
+            if existing is None:
+                raise
+            return existing
+        base = str((data.get("_links") or {}).get("base") or self._wiki).rstrip("/")
+        return _page_ref(data, base)
+
+    async def _page_titled(self, space_key: str, title: str) -> PageRef | None:
+        data = await self._get_json(
+            f"{self._wiki}/rest/api/content",
+            {"spaceKey": space_key, "title": title, "type": "page", "expand": "version,metadata.labels"},
+            f"space {space_key!r} does not exist, or this account cannot see it",
+        )
+        base = str((data.get("_links") or {}).get("base") or self._wiki).rstrip("/")
+        results = data.get("results") or []
+        return _page_ref(results[0], base) if results else None
+
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use rather than in __init__, so the client can be built outside a running loop.
         if self._session is None:
@@ -109,10 +142,14 @@ class ConfluenceClient:
         return self._session
 
     async def _get_json(self, url: str, params: dict[str, str] | None, not_found: str) -> dict[str, Any]:
+        return await self._send_json("GET", url, params, None, not_found)
+
+    async def _send_json(self, method: str, url: str, params: dict[str, str] | None, body: dict[str, Any] | None,
+                         not_found: str) -> dict[str, Any]:
         session = self._client()
         attempt = 0
         while True:
-            async with session.get(url, params=params, headers=self._headers) as resp:
+            async with session.request(method, url, params=params, json=body, headers=self._headers) as resp:
                 if 200 <= resp.status < 300:
                     data = await resp.json(content_type=None)
                     if not isinstance(data, dict):

@@ -8,12 +8,12 @@ import asyncio
 import re
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import requests
 from jira import JIRA, JIRAError
 
-from pipelines.ports import AlertIssue, Escalation, IssueRef, TrackerError
+from pipelines.ports import AlertIssue, BugComment, BugReport, Escalation, IssueRef, TrackerError
 
 # Jira Cloud's default priority scheme; a project with its own scheme answers 400, which is a setup error.
 JIRA_PRIORITIES: dict[str, str] = {"urgent": "Highest", "high": "High", "medium": "Medium", "low": "Low"}
@@ -24,10 +24,14 @@ LABEL_LIMIT = 255
 NOTE_LIMIT = 4_000
 CASE_LABEL = "cx-case-{case_id}"
 ALERT_LABEL = "cx-alert-{alert_id}"
+BUG_ISSUE_TYPE = "Bug"
+# A label goes into JQL between quotes; ours are made of these only.
+SAFE_LABEL = re.compile(r"[A-Za-z0-9_-]{1,255}")
 PROJECT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 # `{noformat}` or `{noformat:title=…}` in any case would end our block early and let the rest render as markup.
 NOFORMAT = re.compile(r"\{noformat(?::[^}]*)?\}", re.I)
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_T = TypeVar("_T")
 TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
@@ -78,22 +82,54 @@ class JiraTracker:
         async with self._lock:
             return await asyncio.to_thread(self._file, label, lambda: self._alert_fields(issue, label))
 
+    async def find_by_label(self, label: str) -> IssueRef | None:
+        label = _safe_label(label)
+        async with self._lock:
+            return await asyncio.to_thread(self._translated, lambda: self._find(label))
+
+    async def file_bug(self, bug: BugReport) -> IssueRef:
+        label = _safe_label(bug.label)
+        async with self._lock:
+            return await asyncio.to_thread(self._file, label, lambda: self._bug_fields(bug, label))
+
+    async def comment(self, key: str, comment: BugComment) -> bool:
+        async with self._lock:
+            return await asyncio.to_thread(self._translated, lambda: self._comment(key, comment))
+
     def _file(self, label: str, fields: Callable[[], dict[str, object]]) -> IssueRef:
         """The issue labelled `label`, created with `fields` unless it exists."""
-        try:
-            jira = self._client()
+        def find_or_create() -> IssueRef:
             # A retried job must not file a second issue. Jira has no idempotency key, so the label is it.
-            # Jira Cloud's search index can lag a create by seconds, so a retry that comes sooner (after a create
-            # whose answer was lost) can still miss the issue and file a second one.
-            found = jira.search_issues(
-                f'project = "{self._project}" AND labels = "{label}" ORDER BY created ASC',
-                maxResults=1,
-                fields=["summary"],
-            )
-            if found:
-                return IssueRef(found[0].key, found[0].permalink())
-            issue = jira.create_issue(fields=fields(), prefetch=False)
+            # Jira Cloud's search index can lag a create by seconds, so a retry that comes sooner (after a
+            # create whose answer was lost) can still miss the issue and file a second one.
+            found = self._find(label)
+            if found is not None:
+                return found
+            issue = self._client().create_issue(fields=fields(), prefetch=False)
             return IssueRef(issue.key, issue.permalink())
+
+        return self._translated(find_or_create)
+
+    def _find(self, label: str) -> IssueRef | None:
+        found = self._client().search_issues(
+            f'project = "{self._project}" AND labels = "{label}" ORDER BY created ASC',
+            maxResults=1,
+            fields=["summary"],
+        )
+        return IssueRef(found[0].key, found[0].permalink()) if found else None
+
+    def _comment(self, key: str, comment: BugComment) -> bool:
+        jira = self._client()
+        # A retried job finds its comment by the marker, its last line, rather than adding it twice.
+        if any(comment.marker in (c.body or "").splitlines() for c in jira.comments(key)):
+            return False
+        jira.add_comment(key, _sectioned("", comment.sections, tail=f"\n{comment.marker}"))
+        return True
+
+    def _translated(self, call: Callable[[], _T]) -> _T:
+        """`call`'s result, with the client's failures as TrackerError."""
+        try:
+            return call()
         except JIRAError as exc:
             raise _jira_error(exc) from exc
         except TRANSIENT as exc:
@@ -128,6 +164,16 @@ class JiraTracker:
             "labels": _labels(escalation.labels, label),
         }
 
+
+    def _bug_fields(self, bug: BugReport, label: str) -> dict[str, object]:
+        return {
+            "project": {"key": self._project},
+            "issuetype": {"name": BUG_ISSUE_TYPE},
+            "summary": _fit(_one_line(bug.summary) or "Recurring defect reported by customers", SUMMARY_LIMIT),
+            "description": _sectioned("Found by CX-Catalyst: similar customer cases about one defect.\n",
+                                      bug.sections),
+            "labels": [label],
+        }
 
     def _alert_fields(self, issue: AlertIssue, label: str) -> dict[str, object]:
         return {
@@ -165,18 +211,21 @@ def _description(escalation: Escalation) -> str:
 
 
 def _alert_description(issue: AlertIssue) -> str:
-    """Each section under its heading, its text in a {noformat} block; the sections share what the
-    limit leaves, a short one handing its unused share on to the ones after it."""
-    head = f"Raised by CX-Catalyst's proactive detection: alert {issue.alert_id}.\n"
-    headings = [f"\n*{_one_line(heading) or 'Details'}*\n" for heading, _ in issue.sections]
-    overhead = _units(head) + sum(_units(h) + _units(_noformat("")) + 1 for h in headings)
+    return _sectioned(f"Raised by CX-Catalyst's proactive detection: alert {issue.alert_id}.\n", issue.sections)
+
+
+def _sectioned(head: str, sections: tuple[tuple[str, str], ...], tail: str = "") -> str:
+    """`head`, then each section under its heading, its text in a {noformat} block, then `tail`; the
+    sections share what the limit leaves, a short one handing its unused share on to the ones after it."""
+    headings = [f"\n*{_one_line(heading) or 'Details'}*\n" for heading, _ in sections]
+    overhead = _units(head) + _units(tail) + sum(_units(h) + _units(_noformat("")) + 1 for h in headings)
     budget = DESCRIPTION_LIMIT - overhead
     parts = [head]
-    for i, (heading, (_, text)) in enumerate(zip(headings, issue.sections)):
+    for i, (heading, (_, text)) in enumerate(zip(headings, sections)):
         block = _noformat(text, max(0, budget // (len(headings) - i)))
         budget -= _units(block) - _units(_noformat(""))
         parts.append(heading + block + "\n")
-    return "".join(parts).rstrip("\n")
+    return ("".join(parts).rstrip("\n") + tail).lstrip("\n")
 
 
 def _noformat(text: str, limit: int | None = None) -> str:
@@ -187,6 +236,12 @@ def _noformat(text: str, limit: int | None = None) -> str:
     if limit is not None:
         text = _fit(text, limit, marker="\n[… truncated]")
     return "{noformat}\n" + text.strip("\n") + "\n{noformat}"
+
+
+def _safe_label(label: str) -> str:
+    if not SAFE_LABEL.fullmatch(label):
+        raise ValueError(f"not a label we file: {label!r}")  # it goes into JQL
+    return label
 
 
 def _units(text: str) -> int:

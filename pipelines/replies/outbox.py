@@ -8,6 +8,7 @@ import email.utils
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from enum import StrEnum
 from uuid import UUID
@@ -23,6 +24,7 @@ from db.connection import Connection
 from db.locks import try_advisory_lock
 from db.pool import transaction
 from pipelines.jobs import JobName, ReplyJob
+from pipelines.lifecycle.csat import CsatLinks
 from pipelines.ports import DeliveryRefused, Mailbox, ThreadPoster
 from pipelines.queue import queue_case_job
 from pipelines.signatures import signed_headers
@@ -34,20 +36,24 @@ DRAFT_HEADER = "X-CX-Draft-Id"
 
 @dataclass(frozen=True)
 class Sender:
-    """Who replies: the support address, the signature name, and the key callbacks are signed with."""
+    """Who replies: the support address, the signature name, the key callbacks are signed with,
+    and where the rating links of every reply point (None: replies ask for no rating)."""
 
     address: str
     company: str
     callback_secret: str | None = None
+    csat: CsatLinks | None = None
 
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2] or "cx-catalyst.invalid"
 
 
-def reply_text(body: str, case_ref: str) -> str:
-    """What the customer reads: the draft, then the case reference on its own line."""
-    return f"{body.rstrip()}\n\n--\nYour case reference: {case_ref}. Reply to this email to add anything."
+def reply_text(body: str, case_ref: str, rating: str | None = None) -> str:
+    """What the customer reads: the draft, then the case reference on its own line, then the
+    one-line rating request when there is one."""
+    text = f"{body.rstrip()}\n\n--\nYour case reference: {case_ref}. Reply to this email to add anything."
+    return f"{text}\n{rating}" if rating else text
 
 
 def _subject(subject: str | None, case_ref: str) -> str:
@@ -64,6 +70,7 @@ async def queue_reply(
     transaction that moves the case to `sending`); returns (outbox id, created now)."""
     callback = case.metadata.get("callback_url")
     thread = slack_thread(case)
+    rating = sender.csat.line(case.case_id, datetime.now(UTC)) if sender.csat else None
     outbox_id, created = await drafts_db.add_outgoing(
         conn,
         case_id=case.case_id,
@@ -71,7 +78,7 @@ async def queue_reply(
         channel="slack" if thread else "callback" if callback else "email",
         to_address=thread or callback or case.customer_email,
         subject=_subject(case.subject, case.ref),
-        body=reply_text(body, case.ref),
+        body=reply_text(body, case.ref, rating),
         in_reply_to=case.email_message_id,
         references_header=case.email_message_id,
         thread_id=case.gmail_thread_id,

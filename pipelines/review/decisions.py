@@ -1,5 +1,5 @@
 """The review hub's decisions (workflow 4): open a case's review, and apply a reviewer's approve,
-reject or take. Each decision is one transaction: the case moves, the review closes, feedback is
+reject, take, escalate or Mark resolved. Each decision is one transaction: the case moves, the review closes, feedback is
 written; of two reviewers acting at once exactly one wins and the other learns who did."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncpg
 
 from db import drafts as drafts_db
 from db import examples, jobs
+from db import lifecycle as lifecycle_db
 from db import review as review_db
 from db.cases import REVIEWABLE, ActorType, CaseStatus, transition
 from db.connection import Connection
@@ -102,6 +103,8 @@ async def apply(pool: asyncpg.Pool, sender: Sender, request: ActionRequest,
         return await _escalate(pool, tracker, request)
     if request.action is ReviewAction.EDIT:
         return await _approve(pool, sender, request)
+    if request.action is ReviewAction.RESOLVE:
+        return await _resolve(pool, request)
     return await _take(pool, request)
 
 
@@ -173,6 +176,21 @@ async def _take(pool: asyncpg.Pool, request: ActionRequest) -> ActionResult:
         if facts.status == CaseStatus.AWAITING_REVIEW:
             await transition(conn, request.case_id, CaseStatus.HUMAN_OWNED, actor_type=ActorType.REVIEWER,
                              actor_id=request.reviewer, note="taken by a reviewer")
+    return ActionResult(done=True)
+
+
+async def _resolve(pool: asyncpg.Pool, request: ActionRequest) -> ActionResult:
+    """Mark resolved: the case is done, nothing is sent. Of two clicks the first resolves it and
+    the second learns who did."""
+    async with transaction(pool) as conn:
+        facts = await _locked_facts(conn, request.case_id)
+        if facts.status == CaseStatus.RESOLVED and facts.resolved_by is not None:  # a reviewer did
+            return ActionResult(done=facts.resolved_by == request.reviewer, winner=facts.resolved_by,
+                                winner_action="resolved", state=facts.status)
+        if facts.status not in lifecycle_db.RESOLVABLE:
+            return _late(facts)
+        await lifecycle_db.resolve(conn, request.case_id, actor_type=ActorType.REVIEWER, actor_id=request.reviewer,
+                                   note="marked resolved")
     return ActionResult(done=True)
 
 

@@ -27,16 +27,16 @@ class TriageReadiness:
 async def readiness(conn: Connection, *, claude: bool, embedding_model: str | None) -> TriageReadiness:
     """`embedding_model` is the deployment's embedder (None: none); a local model trained with
     another cannot be used until it is retrained."""
-    newest = await triage_models.newest_summary(conn)
+    active = await triage_models.active_summary(conn)
     then = "Claude for the cases it is unsure of" if claude else "no Anthropic key: cases it is unsure of are reviewed"
-    if newest is not None and newest.embedding_model in (None, embedding_model):
-        trained = newest.created_at.date().isoformat()
-        return TriageReadiness(True, newest.kind, claude, f"local model {newest.kind} ({newest.n_examples} examples, "
-                                                          f"trained {trained}); {then}")
-    if newest is None:
+    if active is not None and active.embedding_model in (None, embedding_model):
+        trained = active.created_at.date().isoformat()
+        return TriageReadiness(True, active.kind, claude, f"local model {active.kind} ({active.n_examples} examples, "
+                                                           f"trained {trained}); {then}")
+    if active is None:
         problem, fix = "no local model yet", _TO_TRAIN
     else:
-        problem = (f"the local model was trained with embeddings from {newest.embedding_model}, and this "
+        problem = (f"the local model was trained with embeddings from {active.embedding_model}, and this "
                    f"deployment embeds with {embedding_model or 'nothing'}")
         fix = "retrain it with `cx triage train`"
     if claude:

@@ -1,4 +1,5 @@
-"""A fake Confluence Cloud REST API v1 (/wiki/rest/api/content...) with real offset pagination."""
+"""A fake Confluence Cloud REST API v1 (/wiki/rest/api/content...) with real offset pagination, title
+lookup, and page creation that refuses a second page with a title the space already has."""
 
 from __future__ import annotations
 
@@ -101,6 +102,7 @@ class FakeConfluence(FakeServer):
 
     def setup_routes(self, app: web.Application) -> None:
         app.router.add_get(f"{API}/content", self._list)
+        app.router.add_post(f"{API}/content", self._create)
         app.router.add_get(f"{API}/content/{{id}}", self._get)
 
     def check_auth(self, rec: RecordedRequest) -> web.StreamResponse | None:
@@ -166,6 +168,7 @@ class FakeConfluence(FakeServer):
             for p in self.pages.values()
             if (space is None or p.space == space)
             and q.get("type", "page") == "page"
+            and (q.get("title") is None or p.title == q.get("title"))
             and q.get("status", "current") == "current"
         ]
         chunk = matches[start : start + limit]
@@ -187,6 +190,27 @@ class FakeConfluence(FakeServer):
                 "_links": links,
             }
         )
+
+    async def _create(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            space = str(body["space"]["key"])
+            title = str(body["title"])
+            storage = body["body"]["storage"]
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "Could not parse the content: expected type, title, space.key and body.storage")
+        if body.get("type", "page") != "page" or storage.get("representation") != "storage" or not title.strip():
+            return _error(400, "Only pages with a title and a storage-format body are supported")
+        if space not in self.spaces:
+            return _error(404, f"No space with key : {space}")
+        if any(p.space == space and p.title == title for p in self.pages.values()):
+            return _error(400, "A page with this title already exists: A page already exists with the same TITLE "
+                               "in this space")
+        page = self.pages[self.add_page(space, title, str(storage.get("value", "")))]
+        resource = self._resource(page, {"version"})
+        if self.send_links_base:
+            resource["_links"]["base"] = self.base
+        return web.json_response(resource)
 
     async def _get(self, request: web.Request) -> web.Response:
         page = self.pages.get(request.match_info["id"])

@@ -52,6 +52,7 @@ class FakeSlack(FakeServer):
         self.home_tabs: dict[str, dict[str, Any]] = {}
         self.reactions: list[dict[str, Any]] = []
         self.files: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, str] = {}  # id -> name, what conversations.list lists (add_channel)
         self.users: dict[str, dict[str, Any]] = {}
         self.channel_members: dict[str, list[str]] = {}
         self.usergroup_members: dict[str, list[str]] = {}
@@ -86,6 +87,7 @@ class FakeSlack(FakeServer):
             "files.upload": self._file_upload,
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
+            "conversations.list": self._conversations_list,
         }
         self.add_user(bot_user_id, name="cx-bot", is_bot=True)
 
@@ -115,6 +117,16 @@ class FakeSlack(FakeServer):
         }
         self.users[user_id] = user
         return user
+
+    def add_channel(self, name: str, channel_id: str | None = None) -> str:
+        """A channel conversations.list lists, by name without '#'; returns its id."""
+        channel_id = channel_id or self._next_id("C")
+        self.channels[channel_id] = name.removeprefix("#")
+        return channel_id
+
+    def shared_files(self, channel_id: str) -> list[dict[str, Any]]:
+        """Files whose upload was completed into the channel, in upload order."""
+        return [f for f in self.files.values() if f.get("channel") == channel_id and f.get("completed")]
 
     def calls(self, method: str) -> list[RecordedRequest]:
         return self.requests_to(f"/api/{method}")
@@ -322,20 +334,33 @@ class FakeSlack(FakeServer):
         return {"ok": True, "file": {k: v for k, v in file.items() if k != "content"}}
 
     def _upload_url(self, p: Params) -> dict[str, Any]:
+        length = int(p.get("length") or 0)
+        if length <= 0:
+            raise SlackError("invalid_arguments")
         file_id = self._next_id("F")
-        self.files[file_id] = {"id": file_id, "name": _required(p, "filename"), "length": int(p.get("length", 0))}
+        self.files[file_id] = {"id": file_id, "name": _required(p, "filename"), "length": length,
+                               "alt_txt": p.get("alt_txt")}
         return {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
 
     def _complete_upload(self, p: Params) -> dict[str, Any]:
+        # Like Slack: the channel is an id (a "#name" is not found), and every file must have been uploaded.
+        channel = p.get("channel_id")
+        if channel is not None and not (channel in self.channels or channel.startswith(("C", "G", "D"))):
+            raise SlackError("channel_not_found")
         completed = []
         for entry in _decoded(_required(p, "files")):
-            if entry["id"] not in self.files:
+            file = self.files.get(entry["id"])
+            if file is None or "content" not in file:
                 raise SlackError("file_not_found")
-            file = self.files[entry["id"]]
-            file.update(title=entry.get("title"), channel=p.get("channel_id"), thread_ts=p.get("thread_ts"))
+            file.update(title=entry.get("title"), channel=channel, thread_ts=p.get("thread_ts"), completed=True)
             file.update(initial_comment=p.get("initial_comment"))
             completed.append({"id": file["id"], "title": file["title"], "name": file["name"]})
         return {"ok": True, "files": completed}
+
+    def _conversations_list(self, p: Params) -> dict[str, Any]:
+        channels = [{"id": cid, "name": name, "is_channel": True, "is_archived": False}
+                    for cid, name in self.channels.items()]
+        return {"ok": True, "channels": channels, "response_metadata": {"next_cursor": ""}}
 
     async def _upload(self, request: web.Request) -> web.Response:
         file = self.files.get(request.match_info["file_id"])

@@ -170,8 +170,9 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.02), np.log(50)), method="bounded").x))
 
 
-def _fit_cheap(texts: list[str], y: np.ndarray, names: list[str], frozen: np.ndarray | None,
-               recipe: Recipe) -> LocalModel:
+def fit_cheap(texts: list[str], y: np.ndarray, names: list[str], frozen: np.ndarray | None,
+              recipe: Recipe) -> LocalModel:
+    """The recipe without fine-tuning: cheap enough to fit once per fold (calibration, the retrain gate)."""
     words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
     parts = [words.fit_transform(texts), chars.fit_transform(texts)]
@@ -195,12 +196,15 @@ def train(
     tuned_temperature: float | None = None,
     folds: int = 5,
     seed: int = 0,
+    oof_logits: np.ndarray | None = None,
 ) -> LocalModel:
     """Fit on all examples.
 
-    Without fine-tuning, the temperature comes from `folds`-fold out-of-fold logits. Fine-tuning
-    `folds` times would take minutes, so with it the temperature is the one cross-validation
-    found for the full recipe (`tuned_temperature`), unless none is given.
+    Without fine-tuning, the temperature comes from `folds`-fold out-of-fold logits, or from
+    `oof_logits` when the caller already cross-validated this recipe (the retrain gate; columns
+    in sorted label order). Fine-tuning `folds` times would take minutes, so with it the
+    temperature is the one cross-validation found for the full recipe (`tuned_temperature`),
+    unless none is given.
     """
     started = time.perf_counter()
     recipe = recipe or Recipe()
@@ -211,7 +215,7 @@ def train(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    model = _fit_cheap(texts, y, names, frozen, recipe)
+    model = fit_cheap(texts, y, names, frozen, recipe)
     timings["svm"] = time.perf_counter() - t
     if tune_base is not None:
         from pipelines.triage.local.finetune import fine_tune
@@ -229,12 +233,14 @@ def train(
     else:
         t = time.perf_counter()
         smallest = int(np.bincount(y).min())
-        if smallest >= 2 and len(names) > 1:
+        if oof_logits is not None:
+            model.temperature = fit_temperature(oof_logits, y)
+        elif smallest >= 2 and len(names) > 1:
             oof = np.zeros((len(texts), len(names)))
             splitter = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
             for train_idx, test_idx in splitter.split(np.zeros(len(y)), y):
-                part = _fit_cheap([texts[i] for i in train_idx], y[train_idx], names,
-                                  None if frozen is None else frozen[train_idx], recipe)
+                part = fit_cheap([texts[i] for i in train_idx], y[train_idx], names,
+                                 None if frozen is None else frozen[train_idx], recipe)
                 oof[test_idx] = part.logits([texts[i] for i in test_idx],
                                             None if frozen is None else frozen[test_idx])
             model.temperature = fit_temperature(oof, y)

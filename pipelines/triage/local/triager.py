@@ -1,7 +1,7 @@
 """The local triager: train on the labelled history in the database, classify offline.
 
 Training stores the model in triage_models; every triager instance (in any process) loads the
-newest one and, before each case, pulls examples added since, so a reviewer's correction takes
+active one and, before each case, pulls examples added since, so a reviewer's correction takes
 effect at once through the kNN part."""
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
 
 import asyncpg
 import numpy as np
@@ -16,6 +19,8 @@ import structlog
 
 from db import examples as examples_db
 from db import triage_models
+from db.connection import Connection
+from db.pool import transaction
 from pipelines import model_thread
 from pipelines.embedding_backfill import backfill
 from pipelines.models import Severity, TriageResult
@@ -71,36 +76,71 @@ async def embed_missing(pool: asyncpg.Pool, embedder: Embedder, batch: int = 200
                           step="triage_train")
 
 
-async def train_local(pool: asyncpg.Pool, embedder: Embedder | None) -> TrainReport:
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class TrainingData:
+    """Every labelled example, as training reads them, and the instant they were read at."""
+
+    texts: list[str]
+    labels: list[str]
+    vectors: np.ndarray | None  # the frozen embeddings, when there is an embedder
+    created_at: list[datetime]
+    until: datetime
+    embedded_now: int
+
+
+async def training_data(pool: asyncpg.Pool, embedder: Embedder | None) -> TrainingData:
     embedded = await embed_missing(pool, embedder) if embedder is not None else 0
     async with pool.acquire() as conn:
         rows, until = await examples_db.training_set(conn)
-    if len({label_of(r.category, r.subcategory) for r in rows}) < 2:
-        raise NoLocalModel("at least two labels are needed to train; import labelled history first")
-    texts = [r.text for r in rows]
     labels = [label_of(r.category, r.subcategory) for r in rows]
+    if len(set(labels)) < 2:
+        raise NoLocalModel("at least two labels are needed to train; import labelled history first")
     vectors = None
     if embedder is not None:
         vectors = np.stack([np.asarray(r.embedding, dtype=np.float32) for r in rows])
+    return TrainingData([r.text for r in rows], labels, vectors, [r.created_at for r in rows], until, embedded)
+
+
+async def fit(data: TrainingData, embedder: Embedder | None, oof_logits: np.ndarray | None = None) -> LocalModel:
+    """The full recipe on every example (fine-tuning the encoder when the embedder allows it);
+    `oof_logits`: the cheap recipe's cross-validated logits, when the caller has them already."""
     tune_base = getattr(embedder, "tunable_path", None) if embedder is not None and torch_available() else None
-    model = await model_thread.run(
-        train, texts, labels, vectors, tune_base=tune_base, tuned_temperature=TUNED_TEMPERATURE
+    return await model_thread.run(
+        train, data.texts, data.labels, data.vectors, tune_base=tune_base, tuned_temperature=TUNED_TEMPERATURE,
+        oof_logits=oof_logits,
     )
-    async with pool.acquire() as conn:
-        await triage_models.save(
-            conn,
-            kind=model.kind,
-            embedding_model=embedder.model if embedder else None,
-            labels=model.labels,
-            n_examples=len(rows),
-            examples_until=until,
-            train_seconds=model.train_seconds,
-            metrics={"temperature": model.temperature, "timings": model.timings},
-            payload=model.dumps(),
-        )
-        await triage_models.prune(conn)
-    report = TrainReport(len(rows), len(model.labels), embedded, time.perf_counter() - started, model.kind)
+
+
+async def store(
+    conn: Connection, model: LocalModel, data: TrainingData, embedder: Embedder | None, *,
+    status: Literal["active", "rejected"], cv_accuracy: float | None = None,
+) -> UUID:
+    model_id = await triage_models.save(
+        conn,
+        kind=model.kind,
+        embedding_model=embedder.model if embedder else None,
+        labels=model.labels,
+        n_examples=len(data.texts),
+        examples_until=data.until,
+        train_seconds=model.train_seconds,
+        metrics={"temperature": model.temperature, "timings": model.timings},
+        payload=model.dumps(),
+        status=status,
+        cv_accuracy=cv_accuracy,
+    )
+    await triage_models.prune(conn)
+    return model_id
+
+
+async def train_local(pool: asyncpg.Pool, embedder: Embedder | None) -> TrainReport:
+    """Train and activate at once: an operator's explicit `cx triage train` skips the retrain gate."""
+    started = time.perf_counter()
+    data = await training_data(pool, embedder)
+    model = await fit(data, embedder)
+    async with transaction(pool) as conn:
+        await store(conn, model, data, embedder, status="active")
+    report = TrainReport(len(data.texts), len(model.labels), data.embedded_now, time.perf_counter() - started,
+                         model.kind)
     log.info("triage.trained", **report.__dict__)
     return report
 
@@ -130,17 +170,17 @@ class LocalTriager:
         self._lock = asyncio.Lock()
 
     async def _current(self) -> tuple[LocalModel, list[LLMUsage]]:
-        """The newest stored model, with every example added since it was trained in its memory
+        """The active stored model, with every example added since it was trained in its memory
         (and the usage of embedding those examples, if it had to)."""
         if self._model is not None and time.monotonic() - self._checked_at < self._refresh_seconds:
             return self._model, []
         async with self._lock, self._pool.acquire() as conn:
             self._checked_at = time.monotonic()
-            newest = await triage_models.newest_id(conn)
-            if newest is None:
+            active = await triage_models.active_id(conn)
+            if active is None:
                 raise NoLocalModel("no local triage model yet: run `cx cases import` and `cx triage train`")
-            if newest != self._model_id:
-                stored = await triage_models.load(conn, newest)
+            if active != self._model_id:
+                stored = await triage_models.load(conn, active)
                 assert stored is not None
                 if stored.embedding_model and (self._embedder is None or self._embedder.model != stored.embedding_model):
                     raise NoLocalModel(
@@ -148,7 +188,7 @@ class LocalTriager:
                         "configure the same model or retrain with `cx triage train`"
                     )
                 self._model = await model_thread.run(LocalModel.loads, stored.payload)
-                self._model_id, self._seen_until = newest, stored.examples_until
+                self._model_id, self._seen_until = active, stored.examples_until
             fresh = await examples_db.examples_since(conn, self._seen_until)
             assert self._model is not None
             usage: list[LLMUsage] = []
