@@ -226,7 +226,8 @@ async def test_cx_report_daily_json_and_out(pool, dsn, tmp_path):
     calls = [json.loads(p.read_text()) for p in sorted((out / "slack").glob("0*.json"))]
     assert [c["method"] for c in calls] == ["conversations.list", "chat.postMessage", "files.getUploadURLExternal",
                                             "upload", "files.completeUploadExternal"]
-    assert calls[1]["args"]["channel"] == "C0METRICS" and calls[4]["args"]["channel_id"] == "C0METRICS"
+    # The name resolved to the id the recorder gave it: completeUploadExternal takes ids only.
+    assert calls[1]["args"]["channel"] == "C0RECORDED1" and calls[4]["args"]["channel_id"] == "C0RECORDED1"
     assert_valid_blocks(json.loads(calls[1]["args"]["blocks"]) if isinstance(calls[1]["args"]["blocks"], str)
                         else calls[1]["args"]["blocks"], max_blocks=mrkdwn.BLOCKS_PER_MESSAGE)
     async with pool.acquire() as conn:  # a preview stores and queues nothing

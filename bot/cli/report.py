@@ -13,8 +13,6 @@ import asyncpg
 import typer
 from rich.markup import escape
 from rich.table import Table
-from slack_sdk.web.async_slack_response import AsyncSlackResponse
-from slack_sdk.web.file_upload_v2_result import FileUploadV2Result
 
 from bot import clients
 from bot.cli.common import EmbeddingsOption, UsageError, build_embedder_or_exit, command, out, settings_from_env
@@ -29,44 +27,6 @@ from pipelines.learning.report_email import chart_of, render_html, send_report_e
 from pipelines.ports import Embedder
 
 report_app = typer.Typer(help="Reports: the daily metrics, KB gaps and retraining.", no_args_is_help=True)
-
-_RECORDED_CHANNEL_ID = "C0METRICS"
-
-
-class ReportRecorder(RecordingSlack):
-    """RecordingSlack that also answers what the report's Slack flow reads back: the channel list
-    (the metrics channel, under a made-up id), the upload URL, the completed upload; the upload
-    itself is recorded as the call `upload` with its size, and sent nowhere."""
-
-    def __init__(self, channel: str) -> None:
-        super().__init__()
-        self._channel = channel.removeprefix("#")
-        self._files = 0
-
-    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
-        response = await super().api_call(api_method, **kwargs)
-        args = self.calls[-1]["args"]
-        if api_method == "conversations.list":
-            answer = {"ok": True, "channels": [{"id": _RECORDED_CHANNEL_ID, "name": self._channel}],
-                      "response_metadata": {"next_cursor": ""}}
-        elif api_method == "files.getUploadURLExternal":
-            self._files += 1
-            file_id = f"F0RECORDED{self._files}"
-            answer = {"ok": True, "file_id": file_id, "upload_url": f"https://files.invalid/upload/{file_id}"}
-        elif api_method == "files.completeUploadExternal":
-            files = args.get("files")
-            listed = json.loads(files) if isinstance(files, str) else files or []
-            answer = {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in listed]}
-        else:
-            return response
-        # A new response: a paginated one re-reads the data it was made with.
-        return AsyncSlackResponse(client=self, http_verb="POST", api_url=api_method, req_args={}, data=answer,
-                                  headers={}, status_code=200)
-
-    async def _upload_file(self, *, url: str, data: bytes, **kwargs: Any) -> FileUploadV2Result:
-        self.calls.append({"method": "upload", "args": {"url": url, "bytes": len(data)}})
-        return FileUploadV2Result(status=200, body=f"OK - {len(data)}")
-
 
 def _day(text: str | None, settings: Settings) -> date:
     today = datetime.now(settings.zone).date()
@@ -100,7 +60,7 @@ async def write_daily_report(settings: Settings, pool: asyncpg.Pool, day: date, 
     png = out_dir / f"daily-report-{day.isoformat()}.png"
     png.write_bytes(chart_of(report))
     (out_dir / f"daily-report-{day.isoformat()}.html").write_text(render_html(report, image_src=png.name))
-    recorder = ReportRecorder(settings.slack_metrics_channel)
+    recorder = RecordingSlack(channels=[settings.slack_metrics_channel])
     await post_report(recorder, settings.slack_metrics_channel, report)
     recorder.write(out_dir / "slack")
     return report
