@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncpg
 
 from bot import clients
+from bot.model_tiers import model_for
 from bot.settings import Settings
 from pipelines.adapters.local_embedder import local_embeddings_available
 from pipelines.ports import Drafter, Embedder, Triager
@@ -58,7 +59,7 @@ def build_triager(
         claude = ClaudeTriager(
             AnthropicLLM(anthropic),
             taxonomy,
-            model=settings.anthropic_model,
+            model=model_for(settings, "triage"),
             system=load("triage"),
             request=load("triage_request"),
             similar=similar_examples(pool, embedder) if embedder else None,
@@ -75,6 +76,6 @@ def build_drafter(settings: Settings) -> Drafter:
     anthropic = clients.anthropic_client(settings)
     claude = None
     if anthropic is not None:
-        claude = ClaudeDrafter(AnthropicLLM(anthropic), model=settings.anthropic_model, system=load("draft"),
+        claude = ClaudeDrafter(AnthropicLLM(anthropic), model=model_for(settings, "draft"), system=load("draft"),
                                request=load("draft_request"), company=settings.company_name)
     return FallbackDrafter(claude, extractive)

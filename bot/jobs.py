@@ -13,6 +13,7 @@ import structlog
 from bot import clients
 from bot.deps import Deps
 from bot.detection import detect, posts_to_slack
+from bot.model_tiers import model_for
 from bot.runtime.metrics import refresh_open_alerts
 from bot.runtime.worker import JobHandler
 from bot.services.daily_report import daily_config
@@ -148,7 +149,7 @@ async def _alert_summary(deps: Deps, payload: bytes) -> None:
     async with client:
         await summarise_incident(
             deps.pool, AnthropicLLM(client), AlertJob.from_payload(payload).alert_id,
-            model=deps.settings.anthropic_model, system=load("incident_summary"),
+            model=model_for(deps.settings, "incident_summary"), system=load("incident_summary"),
             request=load("incident_summary_request"), post=posts_to_slack(deps.settings),
         )
 
@@ -187,7 +188,8 @@ async def _kb_draft(deps: Deps, payload: bytes) -> None:
 
     settings, job = deps.settings, KbDraftJob.from_payload(payload)
     client = clients.anthropic_client(settings)
-    draft = partial(draft_article, deps.pool, opportunity_id=job.opportunity_id, model=settings.anthropic_model,
+    draft = partial(draft_article, deps.pool, opportunity_id=job.opportunity_id,
+                    model=model_for(settings, "kb_article"),
                     system=load("kb_article"), request=load("kb_article_request"), company=settings.company_name)
     if client is None:
         draft_id = await draft(None)  # offline: the template from the resolved replies

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.privacy.redaction import Pattern, parse_patterns
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -68,6 +70,10 @@ class Settings(BaseSettings):
     openai_embedding_model: str = "text-embedding-3-small"
     embeddings: Literal["auto", "openai", "local", "none"] = "auto"
     local_embedding_model: str = "all-MiniLM-L6-v2"
+    # Personal data replaced by placeholders before any AI provider sees it (README "Redaction").
+    pii_redaction: bool = True
+    # More types to redact, `NAME: regex;;NAME: regex` (group 1 if any is what is replaced).
+    pii_extra_patterns: str | None = None
 
     # Gmail.
     gmail_credentials_file: Path | None = None
@@ -143,6 +149,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value is not None else None
 
+    @field_validator("pii_extra_patterns")
+    @classmethod
+    def _valid_patterns(cls, value: str | None) -> str | None:
+        parse_patterns(value)  # a bad pattern stops the start, named, rather than failing per case
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -169,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def reopen_window(self) -> timedelta:
         return timedelta(days=self.reopen_window_days)
+
+    @property
+    def pii_patterns(self) -> tuple[Pattern, ...]:
+        return parse_patterns(self.pii_extra_patterns)
 
     @property
     def zone(self) -> ZoneInfo:

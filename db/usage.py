@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal
 from uuid import UUID
+
+import asyncpg
 
 from db.connection import Connection
 
@@ -56,3 +60,86 @@ async def record_calls(
              c.latency_ms, c.success, c.error, case_id, execution_id, c.prompt_version)
             for c in calls
         ])
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Calls in a window, summed. Failed calls are counted apart but their tokens and cost are in the
+    sums: a call whose answer did not validate was still billed."""
+
+    calls: int
+    failed_calls: int
+    cost_usd: Decimal
+    failed_cost_usd: Decimal
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+
+
+@dataclass(frozen=True)
+class UsageGroup:
+    key: str  # the step, or the model as provider/model
+    totals: UsageTotals
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    since: datetime
+    totals: UsageTotals
+    by_step: list[UsageGroup]
+    by_model: list[UsageGroup]
+    cases_received: int  # cases created in the window, as the daily report counts them
+    cases_with_calls: int
+    median_case_cost_usd: Decimal | None
+    anthropic_cache_read_tokens: int
+    anthropic_prompt_tokens: int  # input + cache-read + cache-write tokens of Anthropic calls
+
+
+_SUMS = """
+count(*) FILTER (WHERE success)::int AS calls,
+count(*) FILTER (WHERE NOT success)::int AS failed_calls,
+coalesce(sum(cost_usd), 0) AS cost_usd,
+coalesce(sum(cost_usd) FILTER (WHERE NOT success), 0) AS failed_cost_usd,
+coalesce(sum(input_tokens), 0)::bigint AS input_tokens,
+coalesce(sum(output_tokens), 0)::bigint AS output_tokens,
+coalesce(sum(cached_tokens), 0)::bigint AS cache_read_tokens,
+coalesce(sum(cache_write_tokens), 0)::bigint AS cache_write_tokens
+"""
+_TOTALS = f"SELECT {_SUMS} FROM llm_usage WHERE created_at >= $1"
+_BY_STEP = f"SELECT step AS key, {_SUMS} FROM llm_usage WHERE created_at >= $1 GROUP BY 1 ORDER BY cost_usd DESC, 1"
+_BY_MODEL = (f"SELECT provider || '/' || model AS key, {_SUMS} FROM llm_usage WHERE created_at >= $1 "
+             "GROUP BY 1 ORDER BY cost_usd DESC, 1")
+_CASES = """
+SELECT (SELECT count(*) FROM cases WHERE created_at >= $1)::int AS received,
+       count(*)::int AS with_calls,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY cost::float8)::numeric AS median_cost
+FROM (SELECT sum(coalesce(cost_usd, 0)) AS cost FROM llm_usage
+      WHERE created_at >= $1 AND case_id IS NOT NULL GROUP BY case_id) c
+"""
+# Anthropic's input_tokens excludes the cache reads and writes, so the three add up to the prompt.
+_CACHE = """
+SELECT coalesce(sum(cached_tokens), 0)::bigint AS read,
+       coalesce(sum(input_tokens + cached_tokens + cache_write_tokens), 0)::bigint AS prompt
+FROM llm_usage WHERE provider = 'anthropic' AND created_at >= $1
+"""
+
+
+def _totals(row: asyncpg.Record) -> UsageTotals:
+    return UsageTotals(**{f.name: row[f.name] for f in fields(UsageTotals)})
+
+
+async def usage_summary(conn: Connection, days: int) -> UsageSummary:
+    """Every call recorded in the last `days` days (24-hour periods back from now)."""
+    since: datetime = await conn.fetchval("SELECT now() - make_interval(days => $1)", days)
+    cases, cache, totals = [await conn.fetchrow(sql, since) for sql in (_CASES, _CACHE, _TOTALS)]
+    assert cases is not None and cache is not None and totals is not None  # aggregates without GROUP BY: one row
+    return UsageSummary(
+        since=since,
+        totals=_totals(totals),
+        by_step=[UsageGroup(r["key"], _totals(r)) for r in await conn.fetch(_BY_STEP, since)],
+        by_model=[UsageGroup(r["key"], _totals(r)) for r in await conn.fetch(_BY_MODEL, since)],
+        cases_received=cases["received"], cases_with_calls=cases["with_calls"],
+        median_case_cost_usd=cases["median_cost"],
+        anthropic_cache_read_tokens=cache["read"], anthropic_prompt_tokens=cache["prompt"],
+    )

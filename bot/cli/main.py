@@ -17,8 +17,10 @@ from bot.cli.health import Check, run_checks
 from bot.cli.intake import cases_app, intake_app
 from bot.cli.kb import kb_app
 from bot.cli.metrics import metrics_app
+from bot.cli.pii import pii_app
 from bot.cli.report import report_app
 from bot.cli.triage import eval_app, triage_app
+from bot.cli.usage import usage
 from bot.process import ALL_ROLES, parse_roles
 from bot.process import run as run_process
 from bot.runtime.database import connect, migrate_database, open_pool, resolve_dsn
@@ -44,6 +46,8 @@ app.add_typer(detect_app, name="detect")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(report_app, name="report")
+app.add_typer(pii_app, name="pii")
+app.command("usage")(usage)
 
 @app.command("run")
 @command
