@@ -11,7 +11,8 @@ from bot import clients
 from bot.model_tiers import model_for
 from bot.settings import Settings
 from pipelines.adapters.local_embedder import local_embeddings_available
-from pipelines.ports import Drafter, Embedder, Triager
+from pipelines.ports import Drafter, Embedder, StructuredLLM, Triager
+from pipelines.privacy.policy import guard_embedder
 from pipelines.taxonomy import Taxonomy
 from prompts import load
 
@@ -39,10 +40,17 @@ def build_embedder(settings: Settings, mode: str | None = None) -> Embedder | No
         client = clients.openai_client(settings)
         if client is None:
             raise ValueError("EMBEDDINGS=openai needs OPENAI_API_KEY")
-        return OpenAIEmbedder(client, settings.openai_embedding_model)
+        return guard_embedder(OpenAIEmbedder(client, settings.openai_embedding_model), settings.pii_policy)
     if mode == "local":
         return LocalEmbedder(settings.local_embedding_model)
     return None
+
+
+def budgeted(llm: StructuredLLM, settings: Settings, pool: asyncpg.Pool) -> StructuredLLM:
+    """Claude within the budgets (token_budgets): a spent budget refuses the call and the step falls back."""
+    from pipelines.budgets import BudgetedLLM, BudgetGate
+
+    return BudgetedLLM(llm, BudgetGate(pool, settings.zone))
 
 
 def build_triager(
@@ -57,18 +65,20 @@ def build_triager(
     claude = None
     if anthropic is not None:
         claude = ClaudeTriager(
-            AnthropicLLM(anthropic),
+            budgeted(AnthropicLLM(anthropic), settings, pool),
             taxonomy,
             model=model_for(settings, "triage"),
             system=load("triage"),
             request=load("triage_request"),
             similar=similar_examples(pool, embedder) if embedder else None,
+            pii=settings.pii_policy,
         )
     return CascadeTriager(local, claude, high=settings.confidence_threshold_high)
 
 
-def build_drafter(settings: Settings) -> Drafter:
-    """Claude with a key, falling back to the extractive draft; the extractive draft alone without."""
+def build_drafter(settings: Settings, pool: asyncpg.Pool | None = None) -> Drafter:
+    """Claude with a key, falling back to the extractive draft; the extractive draft alone without.
+    With the pool, Claude is held to the budgets (the demo drafts without them)."""
     from pipelines.adapters.anthropic_llm import AnthropicLLM
     from pipelines.drafting.drafters import ClaudeDrafter, ExtractiveDrafter, FallbackDrafter
 
@@ -76,6 +86,9 @@ def build_drafter(settings: Settings) -> Drafter:
     anthropic = clients.anthropic_client(settings)
     claude = None
     if anthropic is not None:
-        claude = ClaudeDrafter(AnthropicLLM(anthropic), model=model_for(settings, "draft"), system=load("draft"),
+        llm: StructuredLLM = AnthropicLLM(anthropic)
+        if pool is not None:
+            llm = budgeted(llm, settings, pool)
+        claude = ClaudeDrafter(llm, model=model_for(settings, "draft"), system=load("draft"),
                                request=load("draft_request"), company=settings.company_name)
     return FallbackDrafter(claude, extractive)

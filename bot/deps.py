@@ -14,6 +14,7 @@ from bot.ai import build_drafter, build_embedder, build_triager
 from bot.runtime.metrics import Metrics
 from bot.services.alerts import UrgentAlertService
 from bot.services.articles import SlackArticleService, confluence_pages
+from bot.services.budgets import BudgetAlertService
 from bot.services.commands import SlackCommandService
 from bot.services.daily_report import DailyReportService
 from bot.services.home import SlackHomeService
@@ -50,6 +51,7 @@ class Deps:
     review_sla: ReviewSlaService | None = None
     articles: SlackArticleService | None = None  # drafted KB articles: their messages and buttons
     daily_report: DailyReportService | None = None  # the daily report's Slack post and chart
+    budgets: BudgetAlertService | None = None  # budget warnings and "reached" notices
 
     @property
     def services(self) -> Services | None:
@@ -69,7 +71,8 @@ class Deps:
 
     @property
     def draft_policy(self) -> DraftPolicy:
-        return DraftPolicy(self.settings.confidence_threshold_high, self.settings.always_review, self.sender)
+        return DraftPolicy(self.settings.confidence_threshold_high, self.settings.always_review, self.sender,
+                           self.settings.pii_policy)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -93,7 +96,7 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
         embedder=embedder,
         triager=build_triager(settings, pool, taxonomy, embedder),
         mailbox=mailbox,
-        drafter=build_drafter(settings),
+        drafter=build_drafter(settings, pool),
     )
     slack = clients.slack_client(settings)
     return with_slack(deps, slack, clients.build_tracker(settings)) if slack is not None else deps
@@ -114,5 +117,6 @@ def with_slack(deps: Deps, client: AsyncWebClient, tracker: Tracker | None = Non
         home=SlackHomeService(pool, client, settings), commands=SlackCommandService(pool, deps.embedder),
         review_sla=ReviewSlaService(pool, client, settings),
         daily_report=DailyReportService(pool, client),
+        budgets=BudgetAlertService(pool, client, settings.slack_alerts_channel, settings.zone),
         articles=SlackArticleService(pool, client, settings, deps.embedder, confluence_pages(settings)),
     )

@@ -11,6 +11,7 @@ import aiohttp
 import structlog
 
 from bot import clients
+from bot.ai import budgeted
 from bot.deps import Deps
 from bot.detection import detect, posts_to_slack
 from bot.model_tiers import model_for
@@ -148,9 +149,11 @@ async def _alert_summary(deps: Deps, payload: bytes) -> None:
         return  # without Claude the detector's template summary stays
     async with client:
         await summarise_incident(
-            deps.pool, AnthropicLLM(client), AlertJob.from_payload(payload).alert_id,
+            deps.pool, budgeted(AnthropicLLM(client), deps.settings, deps.pool),
+            AlertJob.from_payload(payload).alert_id,
             model=model_for(deps.settings, "incident_summary"), system=load("incident_summary"),
             request=load("incident_summary_request"), post=posts_to_slack(deps.settings),
+            pii=deps.settings.pii_policy,
         )
 
 
@@ -195,12 +198,18 @@ async def _kb_draft(deps: Deps, payload: bytes) -> None:
         draft_id = await draft(None)  # offline: the template from the resolved replies
     else:
         async with client:
-            draft_id = await draft(AnthropicLLM(client))
+            draft_id = await draft(budgeted(AnthropicLLM(client), settings, deps.pool))
     if draft_id is None:
         return
     if deps.articles is None:
         raise RuntimeError(_NO_SLACK)  # the draft is stored; the retry posts it
     await deps.articles.post_card(draft_id)
+
+
+async def _budget_check(deps: Deps, payload: bytes) -> None:
+    if deps.budgets is None:
+        raise RuntimeError(_NO_SLACK)
+    await deps.budgets.check()
 
 
 async def _article_action(deps: Deps, payload: bytes) -> None:
@@ -234,6 +243,7 @@ _JOBS: dict[str, Callable[[Deps, bytes], Awaitable[None]]] = {
     JobName.DAILY_REPORT: _daily_report, JobName.REPORT_DELIVER: _report_deliver,
     JobName.KB_DRAFT: _kb_draft, JobName.ARTICLE_ACTION: _article_action,
     JobName.FILE_BUGS: _file_bugs,
+    JobName.BUDGET_CHECK: _budget_check,
 }
 
 

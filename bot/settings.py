@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.privacy.policy import PiiPolicy
 from pipelines.privacy.redaction import Pattern, parse_patterns
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -185,6 +186,11 @@ class Settings(BaseSettings):
     @property
     def pii_patterns(self) -> tuple[Pattern, ...]:
         return parse_patterns(self.pii_extra_patterns)
+
+    @property
+    def pii_policy(self) -> PiiPolicy | None:
+        # None: PII_REDACTION is off and customer text reaches the providers as written.
+        return PiiPolicy(self.pii_patterns) if self.pii_redaction else None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -53,6 +53,16 @@ class HomeAlert:
     url: str | None = None  # its message in the alerts channel, once posted
 
 
+@dataclass(frozen=True, slots=True)
+class HomeBudget:
+    """An AI budget at or past its warning share in its current period."""
+
+    name: str
+    period: str  # daily | monthly
+    used_ratio: float
+    exhausted: bool
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HomeFacts:
     queue_size: int
@@ -63,6 +73,7 @@ class HomeFacts:
     as_of: datetime
     alerts: tuple[HomeAlert, ...] = ()
     alerts_total: int = 0  # may exceed len(alerts): only the first few are listed
+    budgets: tuple[HomeBudget, ...] = ()  # only those near or past their limit
 
 
 def home_view(facts: HomeFacts) -> dict[str, Any]:
@@ -78,11 +89,24 @@ def home_view(facts: HomeFacts) -> dict[str, Any]:
         {"type": "divider", "block_id": "home_divider_today"},
         kit.header("home_header_today", "Today"),
         {"type": "section", "block_id": "home_today", "fields": _today_fields(facts.today)},
+        *([kit.section("home_budgets", _budgets_text(facts.budgets))] if facts.budgets else []),
         kit.context("home_as_of", f"Updated {kit.slack_date(facts.as_of)}"),
     ]
     if len(blocks) > mrkdwn.BLOCKS_PER_VIEW:
         raise ValueError(f"a Home view of {len(blocks)} blocks exceeds Slack's {mrkdwn.BLOCKS_PER_VIEW}")
     return {"type": "home", "callback_id": "cx_home", "blocks": blocks}
+
+
+def _budgets_text(budgets: tuple[HomeBudget, ...]) -> str:
+    lines = []
+    for b in budgets:
+        name = safe(one_line(b.name), _ALERT_TITLE_MAX)
+        if b.exhausted:
+            lines.append(f":rotating_light: AI budget *{name}* ({b.period}) is reached: running degraded, "
+                         "every case goes to review until the next period")
+        else:
+            lines.append(f":warning: AI budget *{name}* ({b.period}) is at {b.used_ratio:.0%}")
+    return "\n".join(lines)
 
 
 def age_text(since: datetime, now: datetime) -> str:

@@ -34,6 +34,7 @@ class JobName(StrEnum):
     ARTICLE_ACTION = "learning.article_action"  # Publish / Edit / Discard on a drafted article
     FILE_BUGS = "learning.file_bugs"  # repeated defects become (or update) one Jira bug each
     RETRAIN = "triage.retrain"  # retrain the local triager; keep the new model only if no worse
+    BUDGET_CHECK = "budget.check"  # post due budget warnings and "reached" notices, every 5 minutes
 
 
 class JobPayload(BaseModel):

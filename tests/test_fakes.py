@@ -230,7 +230,7 @@ async def test_anthropic_auth_models_and_prompt_cache(claude: FakeAnthropic) -> 
         with pytest.raises(anthropic.AuthenticationError):
             await bad.models.list()
     claude.default = claude.text("ok")
-    system: list[TextBlockParam] = [{"type": "text", "text": "policy " * 200, "cache_control": {"type": "ephemeral"}}]
+    system: list[TextBlockParam] = [{"type": "text", "text": "policy " * 2400, "cache_control": {"type": "ephemeral"}}]
     async with anthropic.AsyncAnthropic(api_key="test", base_url=claude.url, max_retries=0) as client:
         models = await client.models.list()
         first = await client.messages.create(model=MODEL, max_tokens=5, messages=HI, system=system)

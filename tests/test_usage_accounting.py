@@ -100,16 +100,17 @@ async def test_local_triage_records_its_model_and_embedding_calls_at_zero_cost(p
 async def test_prompt_cache_writes_are_priced(pool):
     async with FakeAnthropic() as fake:
         fake.script(fake.tool_use(TOOL_NAME, answer()), fake.tool_use(TOOL_NAME, answer()))
-        cascade = CascadeTriager(ScriptedLocal(0.5), claude_for(fake), high=0.85)
+        # Sonnet 4.5 caches from 1,024 tokens, which triage's tools + system prompt reach; Haiku 4.5 needs 4,096.
+        cascade = CascadeTriager(ScriptedLocal(0.5), claude_for(fake, model="claude-sonnet-4-5"), high=0.85)
         for text in ("My transfer has not arrived.", "My salary transfer is missing."):
             await triage_case(pool, cascade, TAXONOMY, THRESHOLDS, await new_case(pool, text))
     rows = await pool.fetch("SELECT input_tokens, output_tokens, cached_tokens, cache_write_tokens, "
                             "cost_usd::float8 AS cost FROM llm_usage WHERE provider = 'anthropic' ORDER BY created_at")
     first, second = rows
-    # claude-haiku-4-5: $1 in, $5 out, $0.10 cache read, $1.25 cache write per million tokens.
+    # claude-sonnet-4-5: $3 in, $15 out, $0.30 cache read, $3.75 cache write per million tokens.
     assert first["cache_write_tokens"] > 0 and first["cached_tokens"] == 0
     assert second["cached_tokens"] == first["cache_write_tokens"] and second["cache_write_tokens"] == 0
-    assert first["cost"] == pytest.approx((first["input_tokens"] * 1.00 + first["output_tokens"] * 5.00
-                                           + first["cache_write_tokens"] * 1.25) / 1e6)
-    assert second["cost"] == pytest.approx((second["input_tokens"] * 1.00 + second["output_tokens"] * 5.00
-                                            + second["cached_tokens"] * 0.10) / 1e6)
+    assert first["cost"] == pytest.approx((first["input_tokens"] * 3.00 + first["output_tokens"] * 15.00
+                                           + first["cache_write_tokens"] * 3.75) / 1e6)
+    assert second["cost"] == pytest.approx((second["input_tokens"] * 3.00 + second["output_tokens"] * 15.00
+                                            + second["cached_tokens"] * 0.30) / 1e6)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bot.cli.budgets import budget_app
 from bot.cli.common import UsageError, command, out, settings_from_env
 from bot.cli.detect import alerts_app, detect_app
 from bot.cli.health import Check, run_checks
@@ -47,6 +48,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(report_app, name="report")
 app.add_typer(pii_app, name="pii")
+app.add_typer(budget_app, name="budget")
 app.command("usage")(usage)
 
 @app.command("run")

@@ -14,6 +14,7 @@ from rich.table import Table
 from bot.cli.common import UsageError, command, out, settings_from_env
 from bot.runtime.database import connect, resolve_dsn
 from db import usage as usage_db
+from pipelines.budgets import BudgetState, budget_states, utc_now
 
 
 def _ratio(part: Decimal | int, whole: Decimal | int) -> float | None:
@@ -52,6 +53,15 @@ def usage_json(summary: usage_db.UsageSummary, days: int) -> dict[str, Any]:
     }
 
 
+def budgets_json(states: list[BudgetState]) -> list[dict[str, Any]]:
+    """Each active budget in its current period (TIMEZONE's local day or month)."""
+    return [{
+        "name": st.budget.name, "period": st.budget.period, "period_start": st.bounds.first_day.isoformat(),
+        "step": st.budget.step, "provider": st.budget.provider, "limit_usd": float(st.budget.limit_usd),
+        "spent_usd": float(st.spent_usd), "used_ratio": st.ratio, "state": st.state,
+    } for st in states]
+
+
 def _usd(value: float | None) -> str:
     return "-" if value is None else f"${value:,.4f}"
 
@@ -70,6 +80,12 @@ def _print(shown: dict[str, Any]) -> None:
     out.print(f"[bold]AI usage[/] over the last {shown['days']} days (since {shown['since']})")
     out.print(_table("by step", [*shown["by_step"], {"step": "total", **totals}], "step"))
     out.print(_table("by model", shown["by_model"], "model"))
+    budgets = Table("budget", "period", "scope", "limit", "spent", "used", "state", title="budgets (current period)")
+    for b in shown["budgets"]:
+        scope = "/".join(escape(x) for x in (b["provider"], b["step"]) if x) or "all"
+        budgets.add_row(escape(b["name"]), f"{b['period']} from {b['period_start']}", scope, _usd(b["limit_usd"]),
+                        _usd(b["spent_usd"]), f"{b['used_ratio']:.0%}", b["state"])
+    out.print(budgets)
     hit = cache["hit_ratio"]
     out.print(
         f"Failed calls: {totals['failed_calls']:,} ({_usd(totals['failed_cost_usd'])}, included above)\n"
@@ -92,9 +108,10 @@ async def usage(
     conn = await connect(await resolve_dsn(settings))
     try:
         summary = await usage_db.usage_summary(conn, days)
+        budgets = await budget_states(conn, utc_now(), settings.zone)
     finally:
         await conn.close()
-    shown = usage_json(summary, days)
+    shown = {**usage_json(summary, days), "budgets": budgets_json(budgets)}
     if as_json:
         print(json.dumps(shown, indent=2))
     else:

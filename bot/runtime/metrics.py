@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pipelines.budgets import BudgetState, budget_states, utc_now
 from pipelines.detection.posting import open_alert_counts
 
 # Every series the open-alerts gauge can have: each is set on every refresh, so a severity whose
@@ -49,6 +51,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.budget_used = Gauge(
+            "cx_budget_used_ratio",
+            "Spend over limit of each active AI budget in its current period (1 or more: exhausted, degraded)",
+            ["budget", "period"],
+            registry=self.registry,
+        )
+
+    def observe_budgets(self, states: Sequence[BudgetState]) -> None:
+        """Set the budget gauge; a budget deactivated or renamed since loses its series."""
+        self.budget_used.clear()
+        for state in states:
+            self.budget_used.labels(state.budget.name, state.budget.period).set(state.ratio)
+
     def observe_open_alerts(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Set the open-alerts gauge from (severity, status) → count; unlisted pairs read 0."""
         pairs = {(s, st) for s in ALERT_SEVERITIES for st in ALERT_STATUSES} | set(counts)
@@ -59,3 +74,9 @@ class Metrics:
 async def refresh_open_alerts(metrics: Metrics, pool: asyncpg.Pool) -> None:
     """Read the open alerts' counts into the gauge: when /metrics is scraped, and after each alert job."""
     metrics.observe_open_alerts(await open_alert_counts(pool))
+
+
+async def refresh_budgets(metrics: Metrics, pool: asyncpg.Pool, zone: ZoneInfo) -> None:
+    """Read the budgets' spend into the gauge when /metrics is scraped."""
+    async with pool.acquire() as conn:
+        metrics.observe_budgets(await budget_states(conn, utc_now(), zone))

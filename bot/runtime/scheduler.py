@@ -57,6 +57,7 @@ def schedules(settings: Settings, *, gmail: bool) -> list[Schedule]:
         plan.append(Schedule(JobName.GMAIL_SYNC, IntervalTrigger(seconds=seconds), every(seconds)))
     if settings.slack_bot_token is not None:
         plan.append(Schedule(JobName.REVIEW_SLA, IntervalTrigger(seconds=60), every(60)))
+        plan.append(Schedule(JobName.BUDGET_CHECK, IntervalTrigger(seconds=300), every(300)))
     # Detection runs with or without Slack: its alerts are stored, and posted once Slack is there.
     seconds = settings.detect_interval_minutes * 60
     plan.append(Schedule(JobName.DETECT, IntervalTrigger(seconds=seconds), every(seconds)))

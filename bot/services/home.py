@@ -14,10 +14,20 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.settings import Settings
 from bot.slack.messages import Workspace, respond, tell
 from handlers.errors import CANNOT_POST
-from handlers.home_views import ALERTS_SHOWN, MY_CASES_SHOWN, HomeAlert, HomeFacts, MyCase, TodayCounts, WaitingCase
+from handlers.home_views import (
+    ALERTS_SHOWN,
+    MY_CASES_SHOWN,
+    HomeAlert,
+    HomeBudget,
+    HomeFacts,
+    MyCase,
+    TodayCounts,
+    WaitingCase,
+)
 from handlers.notices import message_url
 from handlers.services import HomeService
 from handlers.shortcut import already_a_case_text, cannot_post_text, case_created_text
+from pipelines.budgets import budget_states
 from pipelines.detection import posting as alert_posting
 from pipelines.intake import slack as slack_intake
 from pipelines.intake.slack import SlackMessage, ThreadNote
@@ -52,8 +62,14 @@ class SlackHomeService(HomeService):
             today=TodayCounts(created=day.created, replied=day.replied, auto_sent=day.auto_sent,
                               sent_to_review=day.sent_to_review, escalated=day.escalated),
             alerts=await self._home_alerts(alerts), alerts_total=alerts_total,
-            as_of=now,
+            budgets=await self._budgets(now), as_of=now,
         )
+
+    async def _budgets(self, now: datetime) -> tuple[HomeBudget, ...]:
+        async with self._pool.acquire() as conn:
+            states = await budget_states(conn, now, self._settings.zone)
+        return tuple(HomeBudget(s.budget.name, s.budget.period, s.ratio, s.state == "exhausted")
+                     for s in states if s.state != "ok")
 
     async def _home_alerts(self, alerts: list[alert_posting.OpenAlert]) -> tuple[HomeAlert, ...]:
         workspace = None

@@ -11,13 +11,19 @@ from pipelines.ports import LLMError, LLMUsage, M
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
+    from anthropic.types import TextBlockParam
 
 TOOL_NAME = "record_answer"
 
 
 class AnthropicLLM:
-    def __init__(self, client: AsyncAnthropic) -> None:
-        self._client = client
+    """Requests go out in the API's processing order, tools, system, then the user turn, with one cache
+    breakpoint at the end of the system prompt: the tool schema and the system prompt (instructions,
+    taxonomy) are the same for every case of a step and form the cached prefix; the per-case text comes
+    after it, uncached. `cache=False` sends the same request without the breakpoint (to measure the saving)."""
+
+    def __init__(self, client: AsyncAnthropic, *, cache: bool = True) -> None:
+        self._client, self._cache = client, cache
 
     async def complete(
         self,
@@ -34,13 +40,15 @@ class AnthropicLLM:
         import anthropic
 
         usage = LLMUsage(step=step, provider="anthropic", model=model, prompt_version=prompt_version)
+        system_block: TextBlockParam = {"type": "text", "text": system}
+        if self._cache:
+            system_block["cache_control"] = {"type": "ephemeral"}
         started = time.perf_counter()
         try:
             message = await self._client.messages.create(
                 model=model,
                 max_tokens=max_tokens,
-                # The system prompt is the same for every case: cache it.
-                system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+                system=[system_block],
                 messages=[{"role": "user", "content": user}],
                 tools=[
                     {

@@ -9,6 +9,7 @@ severity is advice (the detectors own the alert's)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -23,6 +24,7 @@ from db.pool import transaction
 from pipelines.executions import failures_recorded
 from pipelines.jobs import AlertJob, JobName
 from pipelines.ports import LLMError, StructuredLLM
+from pipelines.privacy.policy import PiiPolicy
 from pipelines.usage import failed_calls_recorded, record_usage
 from prompts import Prompt, quote_data
 
@@ -65,6 +67,7 @@ async def summarise_incident(
     system: Prompt,
     request: Prompt,
     post: bool,
+    pii: PiiPolicy | None = None,
 ) -> bool:
     """Ask Claude once for the alert's summary and write it over the template; with `post`, queue
     the post job that shows it. False when nothing was written: the alert already has Claude's
@@ -81,7 +84,7 @@ async def summarise_incident(
         cases = await summary_db.example_cases(conn, alert_id, limit=EXAMPLE_CASES, chars=CASE_CHARS)
         execution_id = await executions.start(conn, STEP)
 
-    user = request_text(request, incident, cases)
+    user = request_text(request, incident, cases, pii)
     try:
         async with failures_recorded(pool, execution_id), failed_calls_recorded(pool, step=STEP):
             answer, usage = await llm.complete(
@@ -129,8 +132,14 @@ def worth_retrying(exc: LLMError) -> bool:
     return True
 
 
-def request_text(request: Prompt, incident: summary_db.Incident, cases: list[summary_db.ExampleCase]) -> str:
-    """The user turn: every value that came from outside is quoted data inside the prompt's tags."""
+def request_text(request: Prompt, incident: summary_db.Incident, cases: list[summary_db.ExampleCase],
+                 pii: PiiPolicy | None = None) -> str:
+    """The user turn: every value that came from outside is quoted data inside the prompt's tags,
+    customers' words with their personal data redacted (a summary is never filled back)."""
+    if pii is not None:
+        cases = [replace(c, subject=pii.redact(c.subject).text if c.subject else None,
+                         description=pii.redact(c.description).text) for c in cases]
+        incident = replace(incident, title=pii.redact(incident.title).text)
     if not cases:
         shown = "It has no cases as evidence"
     elif len(cases) < incident.case_count:

@@ -16,6 +16,7 @@ class PolicyInput:
     drafter: str
     risks: tuple[str, ...] = ()
     questions: tuple[str, ...] = ()
+    unresolved: tuple[str, ...] = ()  # placeholders the case's redaction map cannot fill
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class PolicyDecision:
 def decide(item: PolicyInput, *, high: float, always_review_tiers: frozenset[str]) -> PolicyDecision:
     """Every rule must pass to send; the first that fails is the reason a reviewer sees."""
     rules = (
+        (not item.unresolved, "the draft holds a placeholder the case's values cannot fill: "
+                              + ", ".join(item.unresolved)[:300]),
         (item.drafter != "extractive", "an extractive (offline) draft is always reviewed"),
         (item.triage_confidence >= high, f"triage confidence {item.triage_confidence:.2f} is below {high:.2f}"),
         (item.draft_confidence >= high, f"draft confidence {item.draft_confidence:.2f} is below {high:.2f}"),

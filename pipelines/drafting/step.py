@@ -3,14 +3,14 @@ either queue the reply or hand the case to a reviewer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 import asyncpg
 import structlog
 
 from db import drafts as drafts_db
-from db import executions
+from db import executions, pii_maps
 from db.cases import ActorType, CaseNotFound, CaseStatus, transition
 from db.pool import transaction
 from pipelines.drafting.send_policy import PolicyDecision, PolicyInput, decide
@@ -18,6 +18,7 @@ from pipelines.executions import failures_recorded
 from pipelines.jobs import JobName
 from pipelines.kb.search import Hit, search
 from pipelines.ports import Draft, Drafter, DraftInput, Embedder, SimilarCase
+from pipelines.privacy.policy import PiiPolicy, unresolved
 from pipelines.queue import queue_case_job
 from pipelines.replies import outbox as replies
 from pipelines.taxonomy import Taxonomy
@@ -33,6 +34,7 @@ class DraftPolicy:
     high: float
     always_review_tiers: frozenset[str]
     sender: replies.Sender
+    pii: PiiPolicy | None = None  # None: PII_REDACTION off
 
 
 @dataclass(frozen=True)
@@ -62,16 +64,15 @@ async def draft_case(
             return None
         execution_id = await executions.start(conn, "draft", case_id)
         similar = [SimilarCase(d, r) for d, r in await drafts_db.similar_resolved(conn, case_id, case.subcategory)]
+        known = await pii_maps.load(conn, case_id)
+    private = _redacted(case, similar, policy.pii, known)
 
     async with failures_recorded(pool, execution_id):
-        query = f"{case.subject}\n{case.description}" if case.subject else case.description
+        subject, body = private.input.subject, private.input.body
+        query = f"{subject}\n{body}" if subject else body
         hits = await search(pool, embedder, query[:2000], ARTICLES, prefer_subcategory=case.subcategory,
                             case_id=case_id)
-        draft = await drafter.draft(DraftInput(
-            case_ref=case.ref, subject=case.subject, body=case.description, customer_name=case.customer_name,
-            tier=case.tier, category=case.category, subcategory=case.subcategory, priority=case.priority,
-            articles=hits, similar=similar,
-        ))
+        draft = await drafter.draft(replace(private.input, articles=hits))
 
     category = taxonomy.categories.get(case.category or "")
     decision = decide(
@@ -79,7 +80,7 @@ async def draft_case(
             triage_confidence=case.confidence or 0.0, draft_confidence=draft.confidence, category=case.category,
             category_auto_send=bool(category and category.auto_send), tier=case.tier,
             valid_citations=len(draft.cited), drafter=draft.drafter, risks=tuple(draft.risks),
-            questions=tuple(draft.questions),
+            questions=tuple(draft.questions), unresolved=tuple(unresolved(draft.reply, private.mapping)),
         ),
         high=policy.high,
         always_review_tiers=policy.always_review_tiers,
@@ -95,6 +96,7 @@ async def draft_case(
             prompt_version=draft.prompt_version, decision="auto_send" if decision.auto_send else "review",
             reason=decision.reason,
         )
+        await pii_maps.merge(conn, case_id, private.mapping)
         actor = f"draft.{draft.drafter}"
         if decision.auto_send:
             await replies.queue_reply(conn, current, draft_id, draft.reply, policy.sender, approved_by=None)
@@ -112,3 +114,38 @@ async def draft_case(
     log.info("draft.done", case=case.ref, drafter=draft.drafter, cited=len(draft.cited),
              auto_send=decision.auto_send, reason=decision.reason)
     return DraftOutcome(case_id, draft_id, draft, hits, decision, status)
+
+
+@dataclass(frozen=True)
+class _Private:
+    input: DraftInput  # what the drafter (and so the provider) sees
+    mapping: dict[str, str]  # the case's map, with what this draft added
+
+
+def _redacted(case: drafts_db.CaseForDraft, similar: list[SimilarCase], pii: PiiPolicy | None,
+              known: dict[str, str]) -> _Private:
+    """The drafter's input with personal data replaced, numbered on from the case's stored map so a
+    placeholder means the same value in every message and draft of the case."""
+    item = DraftInput(case_ref=case.ref, subject=case.subject, body=case.description,
+                      customer_name=case.customer_name, tier=case.tier, category=case.category,
+                      subcategory=case.subcategory, priority=case.priority, articles=[], similar=similar)
+    if pii is None:
+        return _Private(item, known)
+    mapping = dict(known)
+
+    def private(text: str) -> str:
+        nonlocal mapping
+        redacted = pii.redact(text, mapping)
+        mapping = redacted.mapping
+        return redacted.text
+
+    # Subject, body, name, in that order: the numbering Claude's triage saw for the case.
+    subject = private(item.subject) if item.subject else item.subject
+    body = private(item.body)
+    name = private(item.customer_name) if item.customer_name else item.customer_name
+    # Other customers' values are numbered past this case's and never stored: a draft that copies
+    # one holds a placeholder the map cannot fill, and so goes to review.
+    others = [SimilarCase(pii.redact(s.description, mapping).text, pii.redact(s.reply, mapping).text)
+              for s in similar]
+    return _Private(replace(item, subject=subject, body=body, customer_name=name, similar=others), mapping)
+

@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 
 from db import drafts as drafts_db
-from db import jobs
+from db import jobs, pii_maps
 from db.cases import REVIEWABLE, ActorType, CaseStatus, InvalidTransition, transition
 from db.connection import Connection
 from db.locks import try_advisory_lock
@@ -26,6 +26,7 @@ from db.pool import transaction
 from pipelines.jobs import JobName, ReplyJob
 from pipelines.lifecycle.csat import CsatLinks
 from pipelines.ports import DeliveryRefused, Mailbox, ThreadPoster
+from pipelines.privacy.policy import for_people
 from pipelines.queue import queue_case_job
 from pipelines.signatures import signed_headers
 
@@ -68,6 +69,8 @@ async def queue_reply(
 ) -> tuple[UUID, bool]:
     """The draft's outbox row and its send job, once however often this is called (call in the
     transaction that moves the case to `sending`); returns (outbox id, created now)."""
+    # The draft was written with placeholders; the customer reads the case's own values.
+    body = for_people(body, await pii_maps.load(conn, case.case_id))
     callback = case.metadata.get("callback_url")
     thread = slack_thread(case)
     rating = sender.csat.line(case.case_id, datetime.now(UTC)) if sender.csat else None

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
 from db import drafts as drafts_db
-from db import examples, jobs
+from db import examples, jobs, pii_maps
 from db import lifecycle as lifecycle_db
 from db import review as review_db
 from db.cases import REVIEWABLE, ActorType, CaseStatus, transition
@@ -22,6 +22,7 @@ from db.locks import advisory_lock
 from db.pool import transaction
 from pipelines.jobs import ActionRequest, JobName, ReviewAction
 from pipelines.ports import Escalation, Tracker, TrackerError, TrackerPriority, TriageInput
+from pipelines.privacy.policy import for_people
 from pipelines.queue import queue_case_job
 from pipelines.replies.outbox import ApprovalOutcome, Sender, approve_draft
 
@@ -71,11 +72,18 @@ async def prepare_card(conn: Connection, case_id: UUID, timeout_hours: float) ->
         # Only a case waiting for review opens one: a human-owned case was taken or rejected, and
         # its decided review stays on the card.
         if facts is None or facts.status != CaseStatus.AWAITING_REVIEW or facts.review_status == "pending":
-            return facts
+            return await _shown(conn, facts)
         due = datetime.now(UTC) + timedelta(hours=timeout_hours)
         reason = facts.decision_reason or facts.triage_reason or "needs a reviewer"
         await review_db.open_review(conn, case_id, facts.draft, facts.draft_confidence, reason, due)
-        return await review_db.card_facts(conn, case_id)
+        return await _shown(conn, await review_db.card_facts(conn, case_id))
+
+
+async def _shown(conn: Connection, facts: CardFacts | None) -> CardFacts | None:
+    """Facts as a reviewer sees them: the draft's placeholders filled from the case's own map."""
+    if facts is None or not facts.draft:
+        return facts
+    return replace(facts, draft=for_people(facts.draft, await pii_maps.load(conn, facts.case_id)))
 
 
 async def record_card(conn: Connection, case_id: UUID, channel: str, ts: str) -> None:
@@ -84,7 +92,7 @@ async def record_card(conn: Connection, case_id: UUID, channel: str, ts: str) ->
 
 async def card_facts(pool: asyncpg.Pool, case_id: UUID) -> CardFacts | None:
     async with pool.acquire() as conn:
-        return await review_db.card_facts(conn, case_id)
+        return await _shown(conn, await review_db.card_facts(conn, case_id))
 
 
 async def queue_card(pool: asyncpg.Pool, case_id: UUID) -> None:

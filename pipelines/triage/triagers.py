@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pydantic import BaseModel, Field
 
 from pipelines.models import Sentiment, Severity, TriageResult
 from pipelines.ports import LLMError, SimilarExamples, StructuredLLM, Triaged, TriageInput, Triager, TriageUnavailable
+from pipelines.privacy.policy import PiiPolicy
 from pipelines.taxonomy import Taxonomy
 from prompts import Prompt, quote_data
 
@@ -55,21 +58,28 @@ class ClaudeTriager:
         similar: SimilarExamples | None = None,
         company: str = "our customers",
         shots: int = 8,
+        pii: PiiPolicy | None = None,
     ) -> None:
         self._llm, self._taxonomy, self._model = llm, taxonomy, model
         self._request, self._similar, self._shots = request, similar, shots
         self._system_template = system
         self._schema = _schema(taxonomy)
         self._taxonomy_text = _taxonomy_text(taxonomy)
-        self._company = company
+        self._company, self._pii = company, pii
 
     async def triage(self, item: TriageInput) -> Triaged:
+        if self._pii is not None:
+            # Subject then body, from an empty map: the numbering the drafting step stores for the case.
+            subject = self._pii.redact(item.subject) if item.subject else None
+            body = self._pii.redact(item.body, subject.mapping if subject else None)
+            item = replace(item, subject=subject.text if subject else None, body=body.text)
         examples, similar_usage = await self._similar(item.text, self._shots) if self._similar else ([], None)
-        shots = "\n".join(f"- {quote_data(e.text)!r} → {e.label}" for e in examples) or "(none yet)"
-        system = self._system_template.render(
-            company=self._company, taxonomy=self._taxonomy_text, examples=shots
-        )
+        shots = "\n".join(f"- {quote_data(self._private(e.text))!r} → {e.label}" for e in examples) or "(none yet)"
+        # The similar examples differ per case, so they go in the user turn: the system prompt stays the
+        # same for every case and is read from Anthropic's prompt cache.
+        system = self._system_template.render(company=self._company, taxonomy=self._taxonomy_text)
         user = self._request.render(
+            examples=shots,
             tier=item.tier,
             history=item.history,
             severity=item.severity or "not given",
@@ -100,6 +110,10 @@ class ClaudeTriager:
             prompt_version=self._system_template.ref,
         )
         return Triaged(result, [u for u in (similar_usage, usage) if u is not None])
+
+
+    def _private(self, text: str) -> str:
+        return self._pii.redact(text).text if self._pii is not None else text
 
 
 class CascadeTriager:

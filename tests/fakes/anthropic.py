@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +30,18 @@ ERROR_MESSAGES = {
     500: "Internal server error",
 }
 MODELS = ("claude-sonnet-4-6", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-6")
+# Minimum cacheable prefix per model, from Anthropic's prompt-caching docs ("Cache limitations"); a shorter
+# prefix marked with cache_control is processed uncached, without an error. Longest model prefix wins.
+CACHE_MINIMUM_TOKENS = {
+    "claude-opus-4-6": 4096,
+    "claude-opus-4-5": 4096,
+    "claude-sonnet-4-6": 2048,
+    "claude-haiku-4-5": 4096,
+    "claude-3-5-haiku": 2048,
+    "claude-3-haiku": 2048,
+}
+DEFAULT_CACHE_MINIMUM = 1024  # Sonnet 4.5, Opus 4.1, Opus 4, Sonnet 4
+CACHE_TTL_SECONDS = 300.0  # the default "ephemeral" lifetime, refreshed by each read
 
 Block = dict[str, Any]
 # A callable answers from the request body (e.g. to cite an id the request contains).
@@ -37,6 +50,32 @@ ScriptItem = Block | list[Block] | Status | Hang | Callable[[dict[str, Any]], Bl
 
 def _tokens(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"))) // 4 if value else 0
+
+
+def cache_minimum(model: str) -> int:
+    matches = [prefix for prefix in CACHE_MINIMUM_TOKENS if model.startswith(prefix)]
+    return CACHE_MINIMUM_TOKENS[max(matches, key=len)] if matches else DEFAULT_CACHE_MINIMUM
+
+
+def prompt_segments(body: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The prompt in the order the API processes it (tools, system, messages): each block's text, and whether
+    it carries a cache_control breakpoint. Tokens are counted from this text at 4 characters a token."""
+    out: list[tuple[str, bool]] = []
+    for tool in body.get("tools") or []:
+        bare = {k: v for k, v in tool.items() if k != "cache_control"}
+        out.append((json.dumps(bare, sort_keys=True, separators=(",", ":")), "cache_control" in tool))
+    system = body.get("system")
+    blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        blocks.append({"type": "text", "text": f"{message.get('role')}:"})
+        blocks.extend([{"type": "text", "text": content}] if isinstance(content, str) else content or [])
+    for block in blocks:
+        text = block.get("text") if block.get("type") == "text" else None
+        if text is None:
+            text = json.dumps({k: v for k, v in block.items() if k != "cache_control"}, sort_keys=True)
+        out.append((text, "cache_control" in block))
+    return out
 
 
 def _error(
@@ -50,12 +89,20 @@ def _error(
 class FakeAnthropic(StainlessFailures, FakeServer):
     """`default` answers when the script is empty; without one the fake says 500 and tells the SDK not to retry."""
 
-    def __init__(self, *, default: ScriptItem | None = None, models: tuple[str, ...] = MODELS) -> None:
+    def __init__(
+        self,
+        *,
+        default: ScriptItem | None = None,
+        models: tuple[str, ...] = MODELS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.default = default
         self.models = models
+        # Injectable so a test can let a cache entry expire without waiting five minutes.
+        self.clock = clock
         self._script: deque[ScriptItem] = deque()
-        self._cache_prefixes: set[str] = set()
+        self._cache_expiry: dict[str, float] = {}  # prefix hash -> when it expires
 
     # ---- scripting -------------------------------------------------------------------------------------------
 
@@ -94,22 +141,26 @@ class FakeAnthropic(StainlessFailures, FakeServer):
         return None
 
     def _usage(self, body: dict[str, Any], content: list[Block]) -> dict[str, int]:
-        total = _tokens({"messages": body.get("messages"), "system": body.get("system")})
-        # Anything with a cache_control marker in system/tools counts as the cached prefix: written the first time,
-        # read afterwards; like the real API, input_tokens then excludes it.
-        prefix = {"system": body.get("system"), "tools": body.get("tools")}
+        """As the API accounts it: the prefix up to the last cache_control breakpoint is read from the cache
+        when the same model saw the same prefix within its lifetime (which the read renews), written otherwise;
+        a prefix below the model's minimum is not cached at all. input_tokens is the uncached remainder."""
+        segments = prompt_segments(body)
+        total = sum(len(text) for text, _ in segments) // 4
+        marked = [i for i, (_, mark) in enumerate(segments) if mark]
         created = read = 0
-        if "cache_control" in json.dumps(prefix):
-            key = hashlib.sha256(json.dumps(prefix, sort_keys=True).encode()).hexdigest()
-            cached = _tokens(prefix)
-            if key in self._cache_prefixes:
-                read = cached
-            else:
-                created = cached
-                self._cache_prefixes.add(key)
-            total = max(total - _tokens({"system": body.get("system")}), 0)
+        if marked:
+            prefix = [text for text, _ in segments[: marked[-1] + 1]]
+            cached = sum(len(text) for text in prefix) // 4
+            if cached >= cache_minimum(body["model"]):
+                key = hashlib.sha256(json.dumps([body["model"], prefix]).encode()).hexdigest()
+                now = self.clock()
+                if self._cache_expiry.get(key, float("-inf")) > now:
+                    read = cached
+                else:
+                    created = cached
+                self._cache_expiry[key] = now + CACHE_TTL_SECONDS
         return {
-            "input_tokens": total,
+            "input_tokens": total - read - created,
             "output_tokens": max(_tokens(content), 1),
             "cache_read_input_tokens": read,
             "cache_creation_input_tokens": created,
@@ -158,9 +209,7 @@ class FakeAnthropic(StainlessFailures, FakeServer):
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
         body = recorded(request).json or {}
-        return web.json_response(
-            {"input_tokens": _tokens({"messages": body.get("messages"), "system": body.get("system")})}
-        )
+        return web.json_response({"input_tokens": sum(len(text) for text, _ in prompt_segments(body)) // 4})
 
     def _model_info(self, model: str) -> dict[str, Any]:
         return {"type": "model", "id": model, "display_name": model, "created_at": "2025-01-01T00:00:00Z"}

@@ -47,9 +47,9 @@ class ScriptedLocal:
                                     reason="nearest examples agree", triager="local", model="test-local"))
 
 
-def claude_for(fake: FakeAnthropic, *, timeout: float = 5.0) -> ClaudeTriager:
+def claude_for(fake: FakeAnthropic, *, timeout: float = 5.0, model: str = "claude-haiku-4-5") -> ClaudeTriager:
     client = AsyncAnthropic(api_key="test", base_url=fake.url, max_retries=1, timeout=timeout)
-    return ClaudeTriager(AnthropicLLM(client), TAXONOMY, model="claude-haiku-4-5",
+    return ClaudeTriager(AnthropicLLM(client), TAXONOMY, model=model,
                          system=load("triage"), request=load("triage_request"))
 
 
