@@ -173,10 +173,10 @@ def _is_phone(value: str, before: str) -> bool:
     digits = sum(ch.isdigit() for ch in value)
     if value.count("(") != value.count(")") or _DATE_LIKE.fullmatch(value):
         return False
+    if value.startswith("+"):  # "+CC …" is how phones are written, whatever word or sign precedes it
+        return 8 <= digits <= 15
     if _REFERENCE_WORDS.search(before) and not _PHONE_WORDS.search(before[-12:]):
         return False
-    if value.startswith("+"):
-        return 8 <= digits <= 15
     if value.startswith("00"):
         return 10 <= digits <= 15
     if _US_PHONE.fullmatch(value):
