@@ -4,8 +4,8 @@
 
 Builds the detection bench's desk (bench/detect.py: `--cases` cases over 30 days, 24 taxonomy keys
 with 40 Zipf-popular recurring topics each, a quarter one-offs, 384-d vectors at cosine 0.6-0.9
-within a topic) in a scratch database on an embedded server of its own (`--keep`: kept in
-<tmp>/cx-bench-groups and reused), then groups the 7 days before the desk's NOW as the daily steps
+within a topic) in a scratch database (bench/scratch_db.py: on an embedded server of its own, or
+DATABASE_URL's; `--keep`: kept in <tmp>/cx-bench-groups and reused), then groups the 7 days before the desk's NOW as the daily steps
 do: every case at min_size 3 (KB gaps) and the `defect` category at min_size 5 (bugs), with an
 embedder that is never called (every case has its vector).
 
@@ -21,20 +21,16 @@ import asyncio
 import json
 import resource
 import statistics
-import tempfile
 import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import detect as desk_bench  # bench/detect.py: its desk and how it is loaded
+from scratch_db import scratch_database
 
-from bot.runtime.database import migrate_database, resolve_dsn, with_database
 from bot.runtime.logs import configure_logging
-from bot.settings import load_settings
-from db import admin
 from db import case_groups as groups_db
 from db.pool import create_pool
 from pipelines.detection.clusters import similarity_for
@@ -101,41 +97,17 @@ async def measure(dsn: str, desk: Any) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    data_dir = args.data_dir or (Path(tempfile.gettempdir()) / "cx-bench-groups" if args.keep
-                                 else Path(tempfile.mkdtemp(prefix="cx-bench-groups-")))
-    server_dsn = await resolve_dsn(load_settings(cx_data_dir=data_dir))
     name = f"cx_bench_groups_{args.cases}_s{args.seed}_v{desk_bench.DATA_VERSION}"
-    dsn = with_database(server_dsn, name)
     spec = {"bench": "case_groups", "cases": args.cases, "seed": args.seed, "version": desk_bench.DATA_VERSION}
-    admin_conn = await asyncpg.connect(server_dsn)
-    try:
-        reused = args.keep and await desk_bench.built_spec(admin_conn, name) == spec
-        if not reused:
-            await admin.drop_database(admin_conn, name)
-            await admin.create_database(admin_conn, name)
-    finally:
-        await admin_conn.close()
-    started = time.perf_counter()
-    await migrate_database(dsn)
-    desk = desk_bench.make_desk(args.cases, args.seed)
-    if not reused:
+
+    async def build(dsn: str) -> None:
         await desk_bench.build(dsn, argparse.Namespace(cases=args.cases, seed=args.seed), lambda m: None)
-        admin_conn = await asyncpg.connect(server_dsn)
-        try:
-            await admin_conn.execute(f"COMMENT ON DATABASE {name} IS '{json.dumps(spec)}'")
-        finally:
-            await admin_conn.close()
-    build_seconds = time.perf_counter() - started
-    try:
-        measured = await measure(dsn, desk)
-    finally:
-        if not args.keep:
-            admin_conn = await asyncpg.connect(server_dsn)
-            try:
-                await admin.drop_database(admin_conn, name)
-            finally:
-                await admin_conn.close()
-    return {"cases": args.cases, "build_seconds": round(build_seconds, 1), "database_reused": reused, **measured}
+
+    async with scratch_database(name, spec, build, keep=args.keep, keep_dir="cx-bench-groups",
+                                data_dir=args.data_dir) as scratch:
+        measured = await measure(scratch.dsn, desk_bench.make_desk(args.cases, args.seed))
+    return {"cases": args.cases, "build_seconds": round(scratch.seconds, 1), "database_reused": scratch.reused,
+            **measured}
 
 
 def main() -> None:

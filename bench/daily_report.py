@@ -4,9 +4,9 @@ the whole report (the day, the 13 earlier days of its trend computed cold, the K
 
     python bench/daily_report.py [--cases 1000000] [--days 60] [--runs 5] [--seed 0] [--keep] [--json]
 
-Builds a scratch database on the embedded server (a temporary directory, or DATABASE_URL's server),
-generated inside PostgreSQL (generate_series; the build time is reported apart, not measured; `--keep`
-keeps it, under <tmp>/cx-bench-daily, for the next run with `--keep`):
+Builds a scratch database (bench/scratch_db.py: the embedded server in a temporary directory, or
+DATABASE_URL's server), generated inside PostgreSQL (generate_series; the build time is reported apart,
+not measured; `--keep` keeps it, under <tmp>/cx-bench-daily, for the next run with `--keep`):
 `--cases` cases over the `--days` local days (America/New_York) before DAY's end, 95% resolved or closed
 (resolution 10 minutes to 3 days, lognormal-ish), 70% with a first response, 40% of the resolved with a
 CSAT; the last 4 days' cases have their status moves in case_interactions (4 each), so the backlog reads
@@ -26,9 +26,7 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
@@ -40,10 +38,9 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.runtime.database import migrate_database, resolve_dsn, with_database  # noqa: E402
+from scratch_db import scratch_database  # noqa: E402
+
 from bot.runtime.logs import configure_logging  # noqa: E402
-from bot.settings import load_settings  # noqa: E402
-from db import admin  # noqa: E402
 from db import daily_metrics as metrics_db  # noqa: E402
 from db.pool import create_pool  # noqa: E402
 from pipelines.learning.chart import trend_chart  # noqa: E402
@@ -131,8 +128,7 @@ def _build_sql(cases: int, days: int, day_end: datetime, seed: int) -> list[str]
     ]
 
 
-async def build(dsn: str, args: argparse.Namespace, day_end: datetime) -> float:
-    started = time.perf_counter()
+async def build(dsn: str, args: argparse.Namespace, day_end: datetime) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SET maintenance_work_mem = '512MB'")
@@ -141,7 +137,6 @@ async def build(dsn: str, args: argparse.Namespace, day_end: datetime) -> float:
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
-    return time.perf_counter() - started
 
 
 async def timed(runs: int, make: Any) -> tuple[list[float], Any]:
@@ -189,34 +184,12 @@ async def measure(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    settings = load_settings()
-    if settings.database_url is None and "CX_DATA_DIR" not in os.environ:
-        data_dir = (Path(tempfile.gettempdir()) / "cx-bench-daily" if args.keep
-                    else Path(tempfile.mkdtemp(prefix="cx-bench-")))
-        settings = load_settings(cx_data_dir=data_dir)
-    server_dsn = await resolve_dsn(settings)
-    name = (f"cx_bench_daily_{args.cases}_{args.days}_{args.seed}" if args.keep
-            else f"cx_bench_daily_{uuid.uuid4().hex[:10]}")
-    admin_conn = await asyncpg.connect(server_dsn)
-    try:
-        exists = await admin_conn.fetchval("SELECT true FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            await admin.create_database(admin_conn, name)
-    finally:
-        await admin_conn.close()
-    dsn = with_database(server_dsn, name)
+    name = f"cx_bench_daily_{args.cases}_{args.days}_{args.seed}"
+    spec = {"bench": "daily_report", "cases": args.cases, "days": args.days, "seed": args.seed}
     day_end = datetime.combine(DAY + timedelta(days=1), clock(), ZONE).astimezone(UTC)
-    try:
-        await migrate_database(dsn)
-        build_seconds = 0.0 if exists else await build(dsn, args, day_end)
-        measured = await measure(dsn, args)
-    finally:
-        if not args.keep:
-            admin_conn = await asyncpg.connect(server_dsn)
-            try:
-                await admin.drop_database(admin_conn, name)
-            finally:
-                await admin_conn.close()
+    async with scratch_database(name, spec, lambda dsn: build(dsn, args, day_end), keep=args.keep,
+                                keep_dir="cx-bench-daily") as scratch:
+        measured = await measure(scratch.dsn, args)
     computation = statistics.median(measured["view"])
     return {
         "cases": measured["facts"]["cases"],
@@ -242,7 +215,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "kb_gaps": measured["gaps"],
         "trend_days": measured["trend_days"],
         "png_bytes": measured["png_bytes"],
-        "build_seconds": round(build_seconds, 1),
+        "build_seconds": round(scratch.seconds, 1),
+        "database_reused": scratch.reused,
         "cpus": os.cpu_count(),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }

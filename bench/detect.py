@@ -51,7 +51,6 @@ import re
 import resource
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -70,11 +69,11 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scratch_db import scratch_database  # noqa: E402
+
 from bot.detection import detect_config  # noqa: E402
-from bot.runtime.database import migrate_database, resolve_dsn, with_database  # noqa: E402
 from bot.runtime.logs import configure_logging  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from db import admin  # noqa: E402
 from db import detection as detection_db  # noqa: E402
 from db.pool import create_pool  # noqa: E402
 from pipelines.detection.clusters import BaselineSample, WindowCases, detect_clusters, similarity_for  # noqa: E402
@@ -380,23 +379,8 @@ METRIC_COLUMNS = ["metric_id", "metric_name", "metric_value", "unit", "service",
 # ---- building and keeping the database -----------------------------------------------------------
 
 
-def database_name(args: argparse.Namespace) -> str:
-    if args.keep:
-        return f"cx_bench_detect_{args.cases}_s{args.seed}_v{DATA_VERSION}"
-    return f"cx_bench_detect_{uuid.uuid4().hex[:10]}"
-
-
 def spec(args: argparse.Namespace) -> dict[str, Any]:
     return {"bench": "detect", "cases": args.cases, "seed": args.seed, "version": DATA_VERSION, "now": NOW.isoformat()}
-
-
-async def built_spec(admin_conn: asyncpg.Connection, name: str) -> dict[str, Any] | None:
-    comment = await admin_conn.fetchval(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1", name)
-    try:
-        return json.loads(comment) if comment else None
-    except ValueError:
-        return None
 
 
 async def build(dsn: str, args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, float]:
@@ -834,45 +818,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(message, file=sys.stderr, flush=True)
 
     started_all = time.perf_counter()
-    settings = load_settings()
-    if settings.database_url is None and "CX_DATA_DIR" not in os.environ:
-        data_dir = args.data_dir or (Path(tempfile.gettempdir()) / "cx-bench-detect" if args.keep
-                                     else Path(tempfile.mkdtemp(prefix="cx-bench-")))
-        settings = load_settings(cx_data_dir=data_dir)
-    server_dsn = await resolve_dsn(settings)
-    name = database_name(args)
-    dsn = with_database(server_dsn, name)
-    admin_conn = await asyncpg.connect(server_dsn)
-    try:
-        reused = args.keep and not args.rebuild and await built_spec(admin_conn, name) == spec(args)
-        if not reused:
-            await admin.drop_database(admin_conn, name)
-            await admin.create_database(admin_conn, name)
-    finally:
-        await admin_conn.close()
     timings: dict[str, float] = {}
-    try:
-        started = time.perf_counter()
-        await migrate_database(dsn)
-        if reused:
-            progress(f"reusing database {name}")
-        else:
-            timings = await build(dsn, args, progress)
-            admin_conn = await asyncpg.connect(server_dsn)
-            try:
-                await admin_conn.execute(f"COMMENT ON DATABASE {name} IS '{json.dumps(spec(args))}'")
-            finally:
-                await admin_conn.close()
-        build_seconds = time.perf_counter() - started
-        progress(f"database ready in {build_seconds:.1f}s; detecting")
-        measured = await measure(dsn, args, progress)
-    finally:
-        if not args.keep:
-            admin_conn = await asyncpg.connect(server_dsn)
-            try:
-                await admin.drop_database(admin_conn, name)
-            finally:
-                await admin_conn.close()
+
+    async def build_desk(dsn: str) -> None:
+        timings.update(await build(dsn, args, progress))
+
+    async with scratch_database(f"cx_bench_detect_{args.cases}_s{args.seed}_v{DATA_VERSION}", spec(args),
+                                build_desk, keep=args.keep, keep_dir="cx-bench-detect", data_dir=args.data_dir,
+                                rebuild=args.rebuild) as scratch:
+        if scratch.reused:
+            progress(f"reusing database {scratch.name}")
+        progress(f"database ready in {scratch.seconds:.1f}s; detecting")
+        measured = await measure(scratch.dsn, args, progress)
 
     facts, runs = measured["facts"], measured["runs"]
     median = statistics.median(runs)
@@ -909,9 +866,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "same_alerts_every_run": measured["same_alerts_every_run"],
         "alerts": measured["alerts"],
         "config": measured["config"],
-        "database": name,
-        "database_reused": reused,
-        "build_seconds": round(build_seconds, 1),
+        "database": scratch.name,
+        "database_reused": scratch.reused,
+        "build_seconds": round(scratch.seconds, 1),
         "build_steps_seconds": {k: round(v, 1) for k, v in timings.items()},
         "cases_size": facts["cases_size"],
         "case_embeddings_size": facts["vectors_size"],

@@ -5,16 +5,22 @@ which a command that only names the configured models (`cx health-check`) should
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 
 from bot import clients
 from bot.model_tiers import model_for
 from bot.settings import Settings
 from pipelines.adapters.local_embedder import local_embeddings_available
+from pipelines.jobs import BulkJob
 from pipelines.ports import Drafter, Embedder, StructuredLLM, Triager
 from pipelines.privacy.policy import guard_embedder
 from pipelines.taxonomy import Taxonomy
 from prompts import load
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
 
 
 def embedding_mode(settings: Settings, mode: str | None = None) -> str:
@@ -53,6 +59,25 @@ def budgeted(llm: StructuredLLM, settings: Settings, pool: asyncpg.Pool) -> Stru
     return BudgetedLLM(llm, BudgetGate(pool, settings.zone))
 
 
+async def bulk_models(
+    settings: Settings, pool: asyncpg.Pool, client: AsyncAnthropic, job: BulkJob, resume_job: str,
+) -> tuple[StructuredLLM, StructuredLLM | None]:
+    """The models a bulk step (pipelines/batching) is given: the one for a call made now, and the one for
+    a call that can wait (None when none may: the job is to call directly, or batches are off). Run with
+    a batch's answer, both are that answer."""
+    from pipelines.adapters.anthropic_llm import AnthropicLLM
+    from pipelines.batching.calls import BatchAnswer, BatchQueue
+
+    if job.answer is not None:
+        answer = await BatchAnswer.load(pool, job.answer)
+        if answer is not None:
+            return answer, answer
+    direct = budgeted(AnthropicLLM(client), settings, pool)
+    if job.sync or job.answer is not None or not settings.anthropic_batches:
+        return direct, None
+    return direct, budgeted(BatchQueue(pool, subject_id=job.subject_id, resume_job=resume_job), settings, pool)
+
+
 def build_triager(
     settings: Settings, pool: asyncpg.Pool, taxonomy: Taxonomy, embedder: Embedder | None
 ) -> Triager:
@@ -76,9 +101,9 @@ def build_triager(
     return CascadeTriager(local, claude, high=settings.confidence_threshold_high)
 
 
-def build_drafter(settings: Settings, pool: asyncpg.Pool | None = None) -> Drafter:
-    """Claude with a key, falling back to the extractive draft; the extractive draft alone without.
-    With the pool, Claude is held to the budgets (the demo drafts without them)."""
+def build_drafter(settings: Settings, pool: asyncpg.Pool) -> Drafter:
+    """Claude with a key, held to the budgets and falling back to the extractive draft; the extractive
+    draft alone without."""
     from pipelines.adapters.anthropic_llm import AnthropicLLM
     from pipelines.drafting.drafters import ClaudeDrafter, ExtractiveDrafter, FallbackDrafter
 
@@ -86,9 +111,6 @@ def build_drafter(settings: Settings, pool: asyncpg.Pool | None = None) -> Draft
     anthropic = clients.anthropic_client(settings)
     claude = None
     if anthropic is not None:
-        llm: StructuredLLM = AnthropicLLM(anthropic)
-        if pool is not None:
-            llm = budgeted(llm, settings, pool)
-        claude = ClaudeDrafter(llm, model=model_for(settings, "draft"), system=load("draft"),
-                               request=load("draft_request"), company=settings.company_name)
+        claude = ClaudeDrafter(budgeted(AnthropicLLM(anthropic), settings, pool), model=model_for(settings, "draft"),
+                               system=load("draft"), request=load("draft_request"), company=settings.company_name)
     return FallbackDrafter(claude, extractive)

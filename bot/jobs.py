@@ -11,7 +11,7 @@ import aiohttp
 import structlog
 
 from bot import clients
-from bot.ai import budgeted
+from bot.ai import bulk_models
 from bot.deps import Deps
 from bot.detection import detect, posts_to_slack
 from bot.model_tiers import model_for
@@ -20,6 +20,8 @@ from bot.runtime.worker import JobHandler
 from bot.services.daily_report import daily_config
 from bot.slack.thread_poster import SlackThreadPoster
 from pipelines import maintenance
+from pipelines.batching.calls import Deferred
+from pipelines.batching.run import run_batches
 from pipelines.detection.summary import summarise_incident
 from pipelines.drafting.step import draft_case
 from pipelines.intake.gmail_sync import sync_mailbox
@@ -34,6 +36,7 @@ from pipelines.jobs import (
     ReportDelivery,
     ReportDestination,
     ShortcutRequest,
+    SummaryJob,
 )
 from pipelines.learning.bugs import file_defect_bugs
 from pipelines.learning.daily import run_daily, stored_report
@@ -142,15 +145,14 @@ async def _detect(deps: Deps, payload: bytes) -> None:
 
 
 async def _alert_summary(deps: Deps, payload: bytes) -> None:
-    from pipelines.adapters.anthropic_llm import AnthropicLLM
-
     client = clients.anthropic_client(deps.settings)
     if client is None:
         return  # without Claude the detector's template summary stays
+    job = SummaryJob.from_payload(payload)
     async with client:
+        direct, bulk = await bulk_models(deps.settings, deps.pool, client, job, JobName.ALERT_SUMMARY)
         await summarise_incident(
-            deps.pool, budgeted(AnthropicLLM(client), deps.settings, deps.pool),
-            AlertJob.from_payload(payload).alert_id,
+            deps.pool, direct, job.alert_id, bulk=bulk,
             model=model_for(deps.settings, "incident_summary"), system=load("incident_summary"),
             request=load("incident_summary_request"), post=posts_to_slack(deps.settings),
             pii=deps.settings.pii_policy,
@@ -185,7 +187,6 @@ async def _report_deliver(deps: Deps, payload: bytes) -> None:
 
 
 async def _kb_draft(deps: Deps, payload: bytes) -> None:
-    from pipelines.adapters.anthropic_llm import AnthropicLLM
     from pipelines.jobs import KbDraftJob
     from pipelines.learning.articles import draft_article
 
@@ -198,12 +199,27 @@ async def _kb_draft(deps: Deps, payload: bytes) -> None:
         draft_id = await draft(None)  # offline: the template from the resolved replies
     else:
         async with client:
-            draft_id = await draft(budgeted(AnthropicLLM(client), settings, deps.pool))
+            direct, bulk = await bulk_models(settings, deps.pool, client, job, JobName.KB_DRAFT)
+            try:
+                draft_id = await draft(bulk or direct)  # no one waits for an article draft
+            except Deferred:
+                return  # the batch's answer runs this job again
     if draft_id is None:
         return
     if deps.articles is None:
         raise RuntimeError(_NO_SLACK)  # the draft is stored; the retry posts it
     await deps.articles.post_card(draft_id)
+
+
+async def _batches(deps: Deps, payload: bytes) -> None:
+    from pipelines.adapters.anthropic_batches import AnthropicBatches
+
+    client = clients.anthropic_client(deps.settings)
+    if client is None:
+        return  # nothing is queued for a batch without Claude
+    async with client:
+        await run_batches(deps.pool, AnthropicBatches(client), now=datetime.now(UTC),
+                          timeout=timedelta(minutes=deps.settings.batch_timeout_minutes))
 
 
 async def _budget_check(deps: Deps, payload: bytes) -> None:
@@ -244,6 +260,7 @@ _JOBS: dict[str, Callable[[Deps, bytes], Awaitable[None]]] = {
     JobName.KB_DRAFT: _kb_draft, JobName.ARTICLE_ACTION: _article_action,
     JobName.FILE_BUGS: _file_bugs,
     JobName.BUDGET_CHECK: _budget_check,
+    JobName.BATCHES: _batches,
 }
 
 

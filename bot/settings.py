@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     anthropic_fast_model: str = "claude-haiku-4-5"
     anthropic_timeout_seconds: float = Field(default=60.0, gt=0)
     anthropic_max_retries: int = Field(default=2, ge=0)
+    # Work no one waits on (daily article drafts, summaries of warning-level alerts) goes as Message
+    # Batches at half price; a batch not ended within BATCH_TIMEOUT_MINUTES is canceled and its calls
+    # made directly.
+    anthropic_batches: bool = True
+    batch_timeout_minutes: int = Field(default=120, ge=1, le=24 * 60)
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_embedding_model: str = "text-embedding-3-small"

@@ -29,7 +29,8 @@ class Call:
 
 
 # Anthropic's input_tokens excludes cache reads and cache writes, which are priced on their own
-# (without a price of their own, at the input price). Local models cost nothing.
+# (without a price of their own, at the input price). Local models cost nothing. A Message Batch's
+# results cost half the direct price, tokens of every kind.
 _RECORD = """
 WITH price AS (
     SELECT input_per_mtok, output_per_mtok,
@@ -41,23 +42,25 @@ WITH price AS (
     LIMIT 1
 )
 INSERT INTO llm_usage (step, provider, model, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
-                       cost_usd, latency_ms, success, error, case_id, workflow_execution_id, prompt_version)
+                       cost_usd, latency_ms, success, error, case_id, workflow_execution_id, prompt_version,
+                       batch_job_id)
 SELECT $1, $2, $3, $4::int, $5::int, $6::int, $7::int,
        CASE WHEN $2 = 'local' THEN 0 ELSE
            (SELECT ($4::int * input_per_mtok + $5::int * output_per_mtok + $6::int * read_per_mtok
-                    + $7::int * write_per_mtok) / 1e6 FROM price) END,
-       $8, $9, $10, $11, $12, $13
+                    + $7::int * write_per_mtok) / 1e6 FROM price)
+           * CASE WHEN $14::uuid IS NULL THEN 1 ELSE 0.5 END END,
+       $8, $9, $10, $11, $12, $13, $14
 """
 
 
 async def record_calls(
     conn: Connection, calls: Sequence[Call], *, case_id: UUID | None = None,
-    execution_id: UUID | None = None,
+    execution_id: UUID | None = None, batch_job_id: UUID | None = None,
 ) -> None:
     if calls:
         await conn.executemany(_RECORD, [
             (c.step, c.provider, c.model, c.input_tokens, c.output_tokens, c.cached_tokens, c.cache_write_tokens,
-             c.latency_ms, c.success, c.error, case_id, execution_id, c.prompt_version)
+             c.latency_ms, c.success, c.error, case_id, execution_id, c.prompt_version, batch_job_id)
             for c in calls
         ])
 

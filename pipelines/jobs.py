@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Self
+from typing import ClassVar, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -35,6 +35,7 @@ class JobName(StrEnum):
     FILE_BUGS = "learning.file_bugs"  # repeated defects become (or update) one Jira bug each
     RETRAIN = "triage.retrain"  # retrain the local triager; keep the new model only if no worse
     BUDGET_CHECK = "budget.check"  # post due budget warnings and "reached" notices, every 5 minutes
+    BATCHES = "llm.batches"  # send the calls waiting for a Message Batch, read ended batches; every minute
 
 
 class JobPayload(BaseModel):
@@ -156,10 +157,41 @@ class ReportDelivery(JobPayload):
     destination: ReportDestination
 
 
-class KbDraftJob(JobPayload):
+class BulkJob(JobPayload):
+    """A step whose model call may wait in a Message Batch (pipelines/batching). Run as queued, its call
+    joins the next batch; `answer` runs it again with that call's answer (a batch_requests row); `sync`
+    runs it with a direct call (its batch timed out, or the request failed for good)."""
+
+    SUBJECT: ClassVar[str]
+    sync: bool = False
+    answer: UUID | None = None
+
+    @property
+    def subject_id(self) -> UUID:
+        subject: UUID = getattr(self, self.SUBJECT)
+        return subject
+
+    @classmethod
+    def resume(cls, subject_id: UUID, *, answer: UUID | None) -> Self:
+        return cls.model_validate({cls.SUBJECT: subject_id, "answer": answer, "sync": answer is None})
+
+
+class KbDraftJob(BulkJob):
     """Draft an article for one KB gap (an improvement opportunity) and post it for validation."""
 
+    SUBJECT = "opportunity_id"
     opportunity_id: UUID
+
+
+class SummaryJob(BulkJob):
+    """Claude's summary of one alert: a direct call when the alert is urgent, else in a batch."""
+
+    SUBJECT = "alert_id"
+    alert_id: UUID
+
+
+# The jobs a batch result resumes, by entrypoint.
+BULK_JOBS: dict[str, type[BulkJob]] = {JobName.KB_DRAFT: KbDraftJob, JobName.ALERT_SUMMARY: SummaryJob}
 
 
 class ArticleAction(StrEnum):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol, TypeVar, get_args, runtime_checkable
 from uuid import UUID
 
@@ -32,6 +33,9 @@ class LLMUsage(BaseModel):
     success: bool = True
     error: str | None = None
     prompt_version: str | None = None
+    # Already in llm_usage: a Message Batch result is recorded when its batch is read, whatever the
+    # step then makes of the answer, so the step must not record it again.
+    recorded: bool = False
 
 
 class LLMError(Exception):
@@ -360,4 +364,60 @@ class BugTracker(Protocol):
 
     async def comment(self, key: str, comment: BugComment) -> bool:
         """Add the comment to the issue; False if a comment with its marker is there already."""
+        ...
+
+
+class LLMRequest(BaseModel):
+    """One structured call, kept whole so it can wait in a Message Batch and be sent later."""
+
+    step: str
+    model: str
+    system: str
+    user: str
+    output_schema: dict[str, object]
+    max_tokens: int
+    prompt_version: str | None = None
+
+
+BatchOutcome = Literal["succeeded", "errored", "canceled", "expired"]
+
+
+class BatchResult(BaseModel):
+    """One request's result, matched by its custom_id. A succeeded result carries the answer's fields (not
+    yet validated: the step validates them against its output model) and its usage; any result with usage
+    was billed."""
+
+    custom_id: str
+    outcome: BatchOutcome
+    answer: dict[str, object] | None = None
+    usage: LLMUsage | None = None
+    error: str | None = None
+    retryable: bool = False  # an errored request worth sending again (overloaded, rate limited, server error)
+
+
+class BatchSubmitted(BaseModel):
+    batch_id: str
+    created_at: datetime
+    request_count: int
+
+
+class MessageBatches(Protocol):
+    """Anthropic's Message Batches: bulk calls at half price, answered within 24 hours."""
+
+    async def submit(self, requests: Sequence[tuple[str, LLMRequest]]) -> str:
+        """Create one batch of (custom_id, request); returns the provider's batch id."""
+        ...
+
+    async def ended(self, batch_id: str) -> bool:
+        ...
+
+    async def results(self, batch_id: str) -> list[BatchResult]:
+        """Every request's result; only once the batch has ended."""
+        ...
+
+    async def cancel(self, batch_id: str) -> None:
+        ...
+
+    async def recent(self, since: datetime) -> list[BatchSubmitted]:
+        """The batches created since `since`, to find one whose creation was cut off before we stored its id."""
         ...

@@ -15,12 +15,14 @@ from pipelines.ports import LLMError, LLMUsage
 
 async def record_usage(
     conn: Connection, calls: Iterable[LLMUsage | None], *, step: str | None = None,
-    case_id: UUID | None = None, execution_id: UUID | None = None,
+    case_id: UUID | None = None, execution_id: UUID | None = None, batch_job_id: UUID | None = None,
 ) -> None:
-    """Record the calls (None entries are skipped); `step` names the pipeline step they served
-    when the caller knows it better than the adapter did (an embedding for a search, say)."""
-    rows = [usage_db.Call(**(call.model_dump() | ({"step": step} if step else {}))) for call in calls if call]
-    await usage_db.record_calls(conn, rows, case_id=case_id, execution_id=execution_id)
+    """Record the calls (None entries, and batch results recorded when their batch was read, are
+    skipped); `step` names the pipeline step they served when the caller knows it better than the
+    adapter did (an embedding for a search, say)."""
+    rows = [usage_db.Call(**(call.model_dump(exclude={"recorded"}) | ({"step": step} if step else {})))
+            for call in calls if call and not call.recorded]
+    await usage_db.record_calls(conn, rows, case_id=case_id, execution_id=execution_id, batch_job_id=batch_job_id)
 
 
 @asynccontextmanager

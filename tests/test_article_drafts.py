@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -37,10 +38,12 @@ from pipelines.adapters.anthropic_llm import TOOL_NAME, AnthropicLLM
 from pipelines.adapters.confluence import ConfluenceClient
 from pipelines.jobs import ArticleAction, ArticleActionRequest, JobName
 from pipelines.kb.search import search
+from pipelines.learning import redaction as article_redaction
 from pipelines.learning.article_html import storage_html
 from pipelines.learning.articles import draft_article
 from pipelines.learning.kb_gaps import kb_gaps_step
 from pipelines.learning.redaction import redact
+from pipelines.privacy import redaction as privacy_redaction
 from prompts import load
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.confluence import FakeConfluence
@@ -48,6 +51,7 @@ from tests.fakes.slack import FakeSlack
 from tests.support.blocks import assert_valid_blocks
 from tests.support.cases import import_demo_kb, jobs_queued
 from tests.support.detection import TopicEmbedder
+from tests.support.jobs import run_jobs
 from tests.support.kb_gaps import CRYPTO, NOW, add_case, add_group
 from tests.support.slack import REVIEWERS
 
@@ -91,6 +95,24 @@ def test_redaction_keeps_what_is_not_personal(text: str):
 
 def test_redaction_removes_known_names_anywhere():
     assert redact("Eve Adams wrote that eve was waiting", ["Eve Adams"]) == "[name] wrote that [name] was waiting"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Luhn-invalid: no card for the privacy redactor, and still no number a reader may see.
+    ("Order 4111 1111 1111 1112 and ref 1234567890123 were lost.",
+     "Order [account number] and ref [account number] were lost."),
+    ("My SSN is 078-05-1120 and my api_key=sk-ant-abcdefghijklmnopqrstuvwxyz01",
+     "My SSN is [ID number] and my api_key=[secret]"),
+    ("On 12-05-2026 I paid 1,000,000 at 3.1415926, in 2026, 10 000 pounds.",
+     "On 12-05-2026 I paid 1,000,000 at 3.1415926, in 2026, 10 000 pounds."),
+])
+def test_redaction_uses_the_privacy_detectors_with_readable_words(text: str, expected: str):
+    assert redact(text) == expected
+
+
+def test_every_kind_the_privacy_redactor_finds_has_a_readable_word():
+    assert set(article_redaction.WORDS) == set(privacy_redaction.TYPES)
+    assert all(re.fullmatch(r"\[[a-zA-Z ]+\]", word) for word in article_redaction.WORDS.values())
 
 
 # ---- drafting ---------------------------------------------------------------------------------------------------
@@ -203,14 +225,6 @@ async def dispatch(deps: Deps, body: dict[str, Any]) -> float:
     response = await app.async_dispatch(AsyncBoltRequest(body=body, mode="socket_mode"))
     assert response.status == 200
     return time.monotonic() - started
-
-
-async def run_jobs(deps: Deps, name: str) -> int:
-    payloads = [json.dumps(p).encode() for entrypoint, p in await jobs_queued(deps.pool) if entrypoint == name]
-    await deps.pool.execute("DELETE FROM pgqueuer WHERE entrypoint = $1", name)
-    for payload in payloads:
-        await job_handlers(deps)[name](payload)
-    return len(payloads)
 
 
 def message(slack: FakeSlack) -> dict[str, Any]:

@@ -45,8 +45,8 @@ async def test_a_group_the_kb_does_not_answer_is_a_gap_and_one_it_answers_is_not
     (row,) = await gap_rows(pool)
     assert (row["fingerprint"], set(row["case_ids"]), row["frequency"]) == (gap.fingerprint, set(crypto), 4)
     assert row["status"] == "in_progress"  # its draft is queued
-    assert [j.model_dump() for j in await draft_jobs(pool)] == [{"opportunity_id": (await pool.fetchval(
-        "SELECT opportunity_id FROM improvement_opportunities"))}]
+    assert await draft_jobs(pool) == [KbDraftJob(opportunity_id=await pool.fetchval(
+        "SELECT opportunity_id FROM improvement_opportunities"))]
 
 
 async def test_a_group_below_the_minimum_or_older_than_the_window_is_no_gap(pool):

@@ -70,7 +70,7 @@ async def test_triage_escalation_and_summaries_call_the_fast_model_and_drafting_
         fake.script(fake.tool_use(TOOL_NAME, {"reply": "Hi Mia,\n\nCards arrive within 5-7 working days.",
                                               "cited_article_ids": [], "confidence": 0.9, "questions": [],
                                               "risks": []}))
-        await draft_case(pool, build_drafter(settings), None, TAXONOMY, POLICY,
+        await draft_case(pool, build_drafter(settings, pool), None, TAXONOMY, POLICY,
                          await drafting_case(pool, confidence=0.95))
 
         incident = await insert_incident(pool, [IncidentCase("Refund failed", "The refund button errors.", "standard")])

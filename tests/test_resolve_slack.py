@@ -12,7 +12,6 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot.clients import slack_client
 from bot.deps import Deps, with_slack
-from bot.jobs import job_handlers
 from bot.runtime.metrics import Metrics
 from bot.services.commands import case_detail
 from bot.settings import Settings
@@ -24,6 +23,7 @@ from pipelines.review import lookup
 from tests.fakes.slack import FakeSlack
 from tests.support.blocks import assert_valid_blocks
 from tests.support.cases import SENDER, jobs_queued, review_case
+from tests.support.jobs import run_jobs
 from tests.support.review import click
 from tests.support.slack import REVIEWERS
 
@@ -37,16 +37,6 @@ def deps(pool, slack: FakeSlack) -> Deps:
     client = slack_client(settings)
     assert client is not None
     return with_slack(Deps(settings=settings, pool=pool, metrics=Metrics()), client)
-
-
-async def run_jobs(deps: Deps, name: str) -> int:
-    ran = 0
-    for entrypoint, payload in await jobs_queued(deps.pool):
-        if entrypoint == name:
-            await job_handlers(deps)[name](json.dumps(payload).encode())
-            ran += 1
-    await deps.pool.execute("DELETE FROM pgqueuer WHERE entrypoint = $1", name)
-    return ran
 
 
 async def dispatch(deps: Deps, body: dict[str, Any]) -> int:

@@ -36,6 +36,7 @@ from pipelines.triage.step import triage_case
 from tests.fakes.jira import FakeJira
 from tests.fakes.slack import FakeSlack
 from tests.support.cases import POLICY, SENDER, import_demo_kb, jobs_queued, review_case
+from tests.support.jobs import run_jobs
 from tests.support.review import click
 from tests.support.slack import REVIEWERS
 from tests.support.triage import TAXONOMY, THRESHOLDS, ScriptedLocal
@@ -52,17 +53,6 @@ def deps(pool, slack: FakeSlack) -> Deps:
     return with_slack(Deps(settings=settings, pool=pool, metrics=Metrics(), taxonomy=TAXONOMY), client)
 
 
-async def run_jobs(deps: Deps, name: str) -> int:
-    """Run the queued jobs of one kind once, as the worker would; returns how many ran."""
-    ran = 0
-    for entrypoint, payload in await jobs_queued(deps.pool):
-        if entrypoint == name:
-            await job_handlers(deps)[name](json.dumps(payload).encode())
-            ran += 1
-    await deps.pool.execute("DELETE FROM pgqueuer WHERE entrypoint = $1", name)
-    return ran
-
-
 async def posted_card(deps: Deps, slack: FakeSlack) -> tuple[Any, dict[str, Any]]:
     case_id, draft_id = await review_case(deps.pool)
     assert await run_jobs(deps, "case.review_card") == 1
@@ -73,8 +63,6 @@ async def posted_card(deps: Deps, slack: FakeSlack) -> tuple[Any, dict[str, Any]
 def button(card: dict[str, Any], action_id: str) -> dict[str, Any]:
     return next(e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"]
                 if e["action_id"] == action_id)
-
-
 
 
 async def dispatch(deps: Deps, body: dict[str, Any]) -> int:

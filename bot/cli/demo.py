@@ -88,9 +88,9 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console, *, inbo
     for case_id in waiting:
         await triage_case(pool, triager, taxonomy, thresholds, case_id)
 
-    drafter = build_drafter(settings)
+    drafter = build_drafter(settings, pool)
     policy = DraftPolicy(settings.confidence_threshold_high, settings.always_review,
-                         Sender(DEMO_SUPPORT_ADDRESS, settings.company_name))
+                         Sender(DEMO_SUPPORT_ADDRESS, settings.company_name), settings.pii_policy)
     async with pool.acquire() as conn:
         drafting = await ids_in_status(conn, CaseStatus.DRAFTING)
     for case_id in drafting:

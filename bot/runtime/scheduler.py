@@ -61,6 +61,8 @@ def schedules(settings: Settings, *, gmail: bool) -> list[Schedule]:
     # Detection runs with or without Slack: its alerts are stored, and posted once Slack is there.
     seconds = settings.detect_interval_minutes * 60
     plan.append(Schedule(JobName.DETECT, IntervalTrigger(seconds=seconds), every(seconds)))
+    if settings.anthropic_api_key is not None and settings.anthropic_batches:
+        plan.append(Schedule(JobName.BATCHES, IntervalTrigger(seconds=60), every(60)))
     plan.append(Schedule(JobName.RESOLVE_QUIET, IntervalTrigger(seconds=3600), every(3600)))
     # The daily report is about the previous local day: the day is the period, and the payload names it.
     plan.append(Schedule(JobName.DAILY_REPORT, CronTrigger(hour=settings.daily_report_hour, timezone=zone),

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pydantic import ValidationError
 
-from pipelines.ports import LLMError, LLMUsage, M
+from pipelines.ports import LLMError, LLMRequest, LLMUsage, M
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
-    from anthropic.types import TextBlockParam
+    from anthropic.types import Message, TextBlockParam
+    from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
+    from anthropic.types.tool_param import InputSchema
 
 TOOL_NAME = "record_answer"
 
@@ -39,49 +41,61 @@ class AnthropicLLM:
     ) -> tuple[M, LLMUsage]:
         import anthropic
 
+        request = LLMRequest(step=step, model=model, system=system, user=user, max_tokens=max_tokens,
+                             output_schema=schema or output.model_json_schema(), prompt_version=prompt_version)
         usage = LLMUsage(step=step, provider="anthropic", model=model, prompt_version=prompt_version)
-        system_block: TextBlockParam = {"type": "text", "text": system}
-        if self._cache:
-            system_block["cache_control"] = {"type": "ephemeral"}
         started = time.perf_counter()
         try:
-            message = await self._client.messages.create(
-                model=model,
-                max_tokens=max_tokens,
-                system=[system_block],
-                messages=[{"role": "user", "content": user}],
-                tools=[
-                    {
-                        "name": TOOL_NAME,
-                        "description": "Record your answer. This is the only way to answer.",
-                        "input_schema": schema or output.model_json_schema(),
-                    }
-                ],
-                tool_choice={"type": "tool", "name": TOOL_NAME},
-            )
+            message = await self._client.messages.create(**message_params(request, cache=self._cache))
         except anthropic.APIError as exc:
             usage = usage.model_copy(
                 update={"success": False, "error": f"{type(exc).__name__}: {exc}"[:500], "latency_ms": _ms(started)}
             )
             raise LLMError(f"Anthropic call failed: {type(exc).__name__}", usage) from exc
-        usage = usage.model_copy(
-            update={
-                "model": message.model,
-                "input_tokens": message.usage.input_tokens,
-                "output_tokens": message.usage.output_tokens,
-                "cached_tokens": message.usage.cache_read_input_tokens or 0,
-                "cache_write_tokens": message.usage.cache_creation_input_tokens or 0,
-                "latency_ms": _ms(started),
-            }
-        )
-        block = next((b for b in message.content if b.type == "tool_use" and b.name == TOOL_NAME), None)
-        if block is None:
+        usage = message_usage(message, usage.model_copy(update={"latency_ms": _ms(started)}))
+        answer = tool_answer(message)
+        if answer is None:
             raise LLMError("the model answered without the tool", usage.model_copy(update={"success": False}))
         try:
-            return output.model_validate(block.input), usage
+            return output.model_validate(answer), usage
         except ValidationError as exc:
             bad = usage.model_copy(update={"success": False, "error": str(exc)[:500]})
             raise LLMError("the model's answer did not fit the output model", bad) from exc
+
+
+def message_params(request: LLMRequest, *, cache: bool = True) -> MessageCreateParamsNonStreaming:
+    """The Messages request for one structured call, as a direct call and a batch both send it."""
+    system_block: TextBlockParam = {"type": "text", "text": request.system}
+    if cache:
+        system_block["cache_control"] = {"type": "ephemeral"}
+    return {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "system": [system_block],
+        "messages": [{"role": "user", "content": request.user}],
+        "tools": [{
+            "name": TOOL_NAME,
+            "description": "Record your answer. This is the only way to answer.",
+            "input_schema": cast("InputSchema", request.output_schema),
+        }],
+        "tool_choice": {"type": "tool", "name": TOOL_NAME},
+    }
+
+
+def message_usage(message: Message, usage: LLMUsage) -> LLMUsage:
+    return usage.model_copy(update={
+        "model": message.model,
+        "input_tokens": message.usage.input_tokens,
+        "output_tokens": message.usage.output_tokens,
+        "cached_tokens": message.usage.cache_read_input_tokens or 0,
+        "cache_write_tokens": message.usage.cache_creation_input_tokens or 0,
+    })
+
+
+def tool_answer(message: Message) -> dict[str, object] | None:
+    """The fields of the forced tool call; None when the model answered without it."""
+    block = next((b for b in message.content if b.type == "tool_use" and b.name == TOOL_NAME), None)
+    return dict(block.input) if block is not None else None
 
 
 def _ms(started: float) -> int:

@@ -29,7 +29,7 @@ from pipelines.detection.metrics import detect_metrics
 from pipelines.detection.signals import Incident, Kind, Severity, Signal, Thresholds, worst
 from pipelines.detection.volume import HOURS_OF_WEEK, VolumeBaseline, detect_volume
 from pipelines.embedding_backfill import backfill
-from pipelines.jobs import AlertJob, JobName
+from pipelines.jobs import AlertJob, JobName, SummaryJob
 from pipelines.ports import Embedder
 from pipelines.triage.text_signals import error_codes as codes_in
 
@@ -251,7 +251,7 @@ async def _apply(conn: Connection, incidents: list[Incident], config: DetectConf
     reminders = await db.due_reminders(conn, now - config.repeat_after, now)
     if summarise:
         for alert_id in fresh:
-            await jobs.enqueue(conn, JobName.ALERT_SUMMARY, AlertJob(alert_id=alert_id).payload(),
+            await jobs.enqueue(conn, JobName.ALERT_SUMMARY, SummaryJob(alert_id=alert_id).payload(),
                                dedupe_key=f"{JobName.ALERT_SUMMARY}:{alert_id}")
     if post:
         for alert_id in await db.unposted_alerts(conn):

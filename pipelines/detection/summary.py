@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from db import executions, jobs
 from db import incident_summary as summary_db
 from db.pool import transaction
+from pipelines.batching.calls import Deferred
 from pipelines.executions import failures_recorded
 from pipelines.jobs import AlertJob, JobName
 from pipelines.ports import LLMError, StructuredLLM
@@ -39,6 +40,8 @@ MAX_TOKENS = 1500
 # A critical case's alert is about one case, whose triage summary it already shows; the urgent-alert
 # job posts it and nothing edits it afterwards.
 NOT_SUMMARISED = frozenset({"critical_case"})
+# Summaries of these are wanted now; a warning's can wait for a Message Batch.
+URGENT = frozenset({"critical", "high"})
 # Signal figures in the order people read them; other keys follow, sorted.
 _FIGURE_ORDER = ("severity", "category", "subcategory", "metric", "service", "error_code", "value", "unit",
                  "threshold", "observed", "expected", "z", "cases", "window_minutes", "fingerprint")
@@ -68,10 +71,14 @@ async def summarise_incident(
     request: Prompt,
     post: bool,
     pii: PiiPolicy | None = None,
+    bulk: StructuredLLM | None = None,
 ) -> bool:
     """Ask Claude once for the alert's summary and write it over the template; with `post`, queue
-    the post job that shows it. False when nothing was written: the alert already has Claude's
-    summary (no second call), is resolved, gone or of a kind not summarised, or the answer was
+    the post job that shows it. An alert that is not urgent (a warning) asks `bulk` instead, when
+    given: a Message Batch, whose call is queued and this job run again with its answer.
+
+    False when nothing was written: the alert already has Claude's summary (no second call), is
+    resolved, gone or of a kind not summarised, the call waits in a batch, or the answer was
     unusable (the template stays). A failure worth retrying (rate limit, overload, network) raises."""
     async with pool.acquire() as conn:
         incident = await summary_db.load_incident(conn, alert_id)
@@ -85,12 +92,19 @@ async def summarise_incident(
         execution_id = await executions.start(conn, STEP)
 
     user = request_text(request, incident, cases, pii)
+    ask = llm if bulk is None or incident.severity in URGENT else bulk
     try:
         async with failures_recorded(pool, execution_id), failed_calls_recorded(pool, step=STEP):
-            answer, usage = await llm.complete(
-                step=STEP, model=model, system=system.render(), user=user, output=IncidentSummary,
-                max_tokens=MAX_TOKENS, prompt_version=system.ref,
-            )
+            try:
+                answer, usage = await ask.complete(
+                    step=STEP, model=model, system=system.render(), user=user, output=IncidentSummary,
+                    max_tokens=MAX_TOKENS, prompt_version=system.ref,
+                )
+            except Deferred:
+                async with pool.acquire() as conn:
+                    await executions.finish(conn, execution_id, "skipped",
+                                            metadata={"alert_id": str(alert_id), "deferred": "message batch"})
+                return False
     except LLMError as exc:
         if worth_retrying(exc):
             raise

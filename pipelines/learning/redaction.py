@@ -1,31 +1,35 @@
-"""Personal data out of text that becomes a knowledge-base article: email addresses, phone numbers,
-card, account and sort-code numbers, the names in greetings and sign-offs, and the names we know
-(the cases' customers). Each is replaced by a bracketed placeholder, so that the text still reads."""
+"""Personal data out of text that becomes a knowledge-base article. What the product's redactor finds
+(pipelines.privacy.redaction: cards by Luhn, IBANs by mod 97, phones by their layouts, emails, national
+IDs, secrets) becomes a bracketed word a customer can read ("[card number]", not `[CARD_1]`: nothing is
+ever filled back into an article). On top of it, what only an article must lose: sort codes, any other
+long run of digits (account, customer or order numbers, a card number that fails its checksum), the
+names in greetings and sign-offs, and the names we know (the cases' customers)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 
+from pipelines.privacy import redaction as privacy
+
 EMAIL = "[email]"
 PHONE = "[phone number]"
 CARD = "[card number]"
 ACCOUNT = "[account number]"
+ID = "[ID number]"
+SECRET = "[secret]"
 NAME = "[name]"
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b")
-# 13 to 19 digits in groups (card numbers); a masked card (**** 1234) is kept, as it names no card.
-_CARD = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\w.])")
-# UK sort code: 12-34-56.
+WORDS = {privacy.CARD: CARD, privacy.IBAN: ACCOUNT, privacy.PHONE: PHONE, privacy.EMAIL: EMAIL,
+         privacy.ID: ID, privacy.SECRET: SECRET}
+
+# UK sort code: 12-34-56 (the privacy redactor reads it as a date and leaves it).
 _SORT_CODE = re.compile(r"(?<![\w-])\d{2}-\d{2}-\d{2}(?![\w-])")
-# A phone number: an optional +country code, then at least 7 digits with spaces, dots, dashes or
-# brackets between them.
-_PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?![\w])")
-# A run of 6 to 9 digits alone: an account or customer number (amounts and years are shorter,
-# a phone number longer).
-_NUMBER = re.compile(r"(?<![\w+])(?<!\d[.,])\d{6,9}(?!\w|[.,]\d)")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Digits left over once the privacy redactor is done, alone or in groups joined by a space or a dash:
+# from 6 digits on, an account, customer or order number (amounts, years and masked cards are shorter,
+# "£1,000" and "3.5" are amounts). A number nobody recognised is still nothing a reader needs.
+_DIGITS = re.compile(r"(?<![\w.,+-])\d+(?:[ -]\d{2,})*(?![\w]|[.,-]\d)")
+_DATE = re.compile(r"\d{1,4}-\d{1,2}-\d{2,4}")
 _WORD = r"[A-Z][a-zA-Z'’-]+"
 # "Hi Mia," / "Dear Mr Smith" / "Hello Anna Maria Lopez": the words after a greeting that start
 # with a capital letter, up to three of them.
@@ -45,22 +49,21 @@ _NOT_NAMES = frozenset({"there", "team", "all", "everyone", "support", "again", 
                         "the", "i", "we", "you", "your", "my", "this", "it", "in", "a", "to"})
 
 
-def _numbers(text: str) -> str:
-    text = _EMAIL.sub(EMAIL, text)
-    text = _IBAN.sub(ACCOUNT, text)
-    text = _CARD.sub(CARD, text)
-    text = _SORT_CODE.sub(ACCOUNT, text)
-    text = _PHONE.sub(_phone, text)
-    return _NUMBER.sub(ACCOUNT, text)
+def _found(text: str) -> str:
+    parts: list[str] = []
+    cursor = 0
+    for f in privacy.find(text):
+        parts += [text[cursor:f.start], WORDS[f.kind]]
+        cursor = f.end
+    parts.append(text[cursor:])
+    return "".join(parts)
 
 
-def _phone(match: re.Match[str]) -> str:
-    """A phone number, unless it is a date, or a bare run of digits too short for one (an account)."""
+def _digits(match: re.Match[str]) -> str:
     found = match[0]
-    bare = found.isdigit()
-    if _ISO_DATE.fullmatch(found) or (bare and len(found) < 10):
+    if _DATE.fullmatch(found) or sum(ch.isdigit() for ch in found) < 6:
         return found
-    return PHONE
+    return ACCOUNT
 
 
 def _name_words(match: re.Match[str]) -> str:
@@ -76,7 +79,8 @@ def _name_words(match: re.Match[str]) -> str:
 def redact(text: str, names: Iterable[str | None] = ()) -> str:
     """`text` with personal data replaced by placeholders. `names`: people's names known to appear
     (each word of at least 2 letters is replaced wherever it stands alone)."""
-    text = _numbers(text)
+    text = _SORT_CODE.sub(ACCOUNT, _found(text))
+    text = _DIGITS.sub(_digits, text)
     words = sorted({w for n in names if n for w in re.findall(r"[^\W\d_][\w'’-]+", n) if len(w) >= 2},
                    key=len, reverse=True)
     if words:

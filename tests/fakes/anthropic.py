@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +45,8 @@ CACHE_MINIMUM_TOKENS = {
 }
 DEFAULT_CACHE_MINIMUM = 1024  # Sonnet 4.5, Opus 4.1, Opus 4, Sonnet 4
 CACHE_TTL_SECONDS = 300.0  # the default "ephemeral" lifetime, refreshed by each read
+
+_CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 Block = dict[str, Any]
 # A callable answers from the request body (e.g. to cite an id the request contains).
@@ -78,12 +83,43 @@ def prompt_segments(body: dict[str, Any]) -> list[tuple[str, bool]]:
     return out
 
 
+@dataclass
+class FakeBatch:
+    """A Message Batch: its requests are answered when it is created (from the script, in order), and it ends
+    after `polls_to_end` more retrieves (None: it never ends by itself). A cancel ends it at the next retrieve
+    with every request canceled."""
+
+    id: str
+    requests: list[dict[str, Any]]
+    results: list[dict[str, Any]]
+    created_at: datetime
+    polls_to_end: int | None
+    cancel_initiated_at: datetime | None = None
+    ended_at: datetime | None = None
+    retrieves: int = field(default=0)
+
+    @property
+    def status(self) -> str:
+        if self.ended_at is not None:
+            return "ended"
+        return "canceling" if self.cancel_initiated_at else "in_progress"
+
+
 def _error(
     code: int, message: str, error_type: str | None = None, headers: dict[str, str] | None = None
 ) -> web.Response:
     body = {"type": "error", "error": {"type": error_type or ERROR_TYPES.get(code, "api_error"), "message": message}}
     headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}", **(headers or {})}
     return web.json_response(body, status=code, headers=headers)
+
+
+def _errored(code: int, message: str, error_type: str | None = None) -> dict[str, Any]:
+    error = {"type": error_type or ERROR_TYPES.get(code, "api_error"), "message": message}
+    return {"type": "errored", "error": {"type": "error", "error": error}}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 class FakeAnthropic(StainlessFailures, FakeServer):
@@ -103,6 +139,9 @@ class FakeAnthropic(StainlessFailures, FakeServer):
         self.clock = clock
         self._script: deque[ScriptItem] = deque()
         self._cache_expiry: dict[str, float] = {}  # prefix hash -> when it expires
+        self.batches: dict[str, FakeBatch] = {}
+        # How many retrieves a new batch stays in progress for; None: until it is canceled (a batch that hangs).
+        self.batch_polls_to_end: int | None = 0
 
     # ---- scripting -------------------------------------------------------------------------------------------
 
@@ -127,6 +166,11 @@ class FakeAnthropic(StainlessFailures, FakeServer):
     def setup_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_post("/v1/messages/batches", self._batch_create)
+        app.router.add_get("/v1/messages/batches", self._batch_list)
+        app.router.add_get("/v1/messages/batches/{id}", self._batch_retrieve)
+        app.router.add_post("/v1/messages/batches/{id}/cancel", self._batch_cancel)
+        app.router.add_get("/v1/messages/batches/{id}/results", self._batch_results)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{model}", self._model)
 
@@ -206,6 +250,94 @@ class FakeAnthropic(StainlessFailures, FakeServer):
             message = item.message or ERROR_MESSAGES.get(item.code, "error")
             return _error(item.code, message, item.error_type, retry_headers(item.retry_after))
         return web.json_response(self._message(body, item), headers={"request-id": f"req_{uuid.uuid4().hex[:24]}"})
+
+    # ---- Message Batches ---------------------------------------------------------------------------------------
+
+    def _batch_result(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One request's result, answered like a message: a scripted Status becomes an errored result."""
+        item = self._script.popleft() if self._script else self.default
+        if callable(item):
+            item = item(params)
+        if item is None or isinstance(item, Hang):
+            return _errored(500, "no scripted response")
+        if isinstance(item, Status):
+            return _errored(item.code, item.message or ERROR_MESSAGES.get(item.code, "error"), item.error_type)
+        return {"type": "succeeded", "message": self._message(params, item)}
+
+    def _batch_json(self, batch: FakeBatch) -> dict[str, Any]:
+        counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
+        if batch.ended_at is None:
+            counts["processing"] = len(batch.requests)
+        else:
+            for result in batch.results:
+                counts[result["result"]["type"]] += 1
+        return {
+            "id": batch.id, "type": "message_batch", "processing_status": batch.status, "request_counts": counts,
+            "created_at": _iso(batch.created_at), "expires_at": _iso(batch.created_at + timedelta(hours=24)),
+            "ended_at": _iso(batch.ended_at), "cancel_initiated_at": _iso(batch.cancel_initiated_at),
+            "archived_at": None,
+            "results_url": f"{self.url}/v1/messages/batches/{batch.id}/results" if batch.ended_at else None,
+        }
+
+    def _batch(self, request: web.Request) -> FakeBatch | web.Response:
+        batch = self.batches.get(request.match_info["id"])
+        return batch if batch is not None else _error(404, f"message batch {request.match_info['id']} not found")
+
+    async def _batch_create(self, request: web.Request) -> web.Response:
+        body = recorded(request).json
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests:
+            return _error(400, "requests: Field required")
+        ids = [r.get("custom_id") for r in requests]
+        if not all(isinstance(i, str) and _CUSTOM_ID.match(i) for i in ids):
+            return _error(400, "requests: custom_id must match ^[a-zA-Z0-9_-]{1,64}$")
+        if len(set(ids)) != len(ids):
+            return _error(400, "requests: custom_id values must be unique within a batch")
+        for r in requests:
+            missing = [k for k in ("model", "max_tokens", "messages") if k not in (r.get("params") or {})]
+            if missing:
+                return _error(400, f"requests.{r['custom_id']}.params.{missing[0]}: Field required")
+        results = [{"custom_id": r["custom_id"], "result": self._batch_result(r["params"])} for r in requests]
+        batch = FakeBatch(id=f"msgbatch_{uuid.uuid4().hex[:24]}", requests=requests, results=results,
+                          created_at=datetime.now(UTC), polls_to_end=self.batch_polls_to_end)
+        self.batches[batch.id] = batch
+        return web.json_response(self._batch_json(batch))
+
+    async def _batch_list(self, request: web.Request) -> web.Response:
+        data = [self._batch_json(b) for b in sorted(self.batches.values(), key=lambda b: b.created_at, reverse=True)]
+        return web.json_response({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None})
+
+    async def _batch_retrieve(self, request: web.Request) -> web.Response:
+        batch = self._batch(request)
+        if isinstance(batch, web.Response):
+            return batch
+        if batch.ended_at is None:
+            batch.retrieves += 1
+            if batch.cancel_initiated_at is not None or (
+                    batch.polls_to_end is not None and batch.retrieves > batch.polls_to_end):
+                batch.ended_at = datetime.now(UTC)
+        return web.json_response(self._batch_json(batch))
+
+    async def _batch_cancel(self, request: web.Request) -> web.Response:
+        batch = self._batch(request)
+        if isinstance(batch, web.Response):
+            return batch
+        if batch.ended_at is None and batch.cancel_initiated_at is None:
+            batch.cancel_initiated_at = datetime.now(UTC)
+            # Canceled before any request was processed: none is billed.
+            batch.results = [{"custom_id": r["custom_id"], "result": {"type": "canceled"}} for r in batch.requests]
+        return web.json_response(self._batch_json(batch))
+
+    async def _batch_results(self, request: web.Request) -> web.Response:
+        batch = self._batch(request)
+        if isinstance(batch, web.Response):
+            return batch
+        if batch.ended_at is None:
+            return _error(400, f"message batch {batch.id} has not ended")
+        # Not in request order, as the API warns: results are matched by custom_id.
+        lines = [json.dumps(r) for r in reversed(batch.results)]
+        return web.Response(body="\n".join(lines).encode(), content_type="application/binary")
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
         body = recorded(request).json or {}
