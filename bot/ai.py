@@ -5,6 +5,8 @@ which a command that only names the configured models (`cx health-check`) should
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -59,20 +61,27 @@ def budgeted(llm: StructuredLLM, settings: Settings, pool: asyncpg.Pool) -> Stru
     return BudgetedLLM(llm, BudgetGate(pool, settings.zone))
 
 
+def claude(client: AsyncAnthropic, settings: Settings, pool: asyncpg.Pool) -> StructuredLLM:
+    """Claude as every step calls it directly: the prompt cache as ANTHROPIC_PROMPT_CACHE says, within
+    the budgets."""
+    from pipelines.adapters.anthropic_llm import AnthropicLLM
+
+    return budgeted(AnthropicLLM(client, cache=settings.anthropic_prompt_cache), settings, pool)
+
+
 async def bulk_models(
     settings: Settings, pool: asyncpg.Pool, client: AsyncAnthropic, job: BulkJob, resume_job: str,
 ) -> tuple[StructuredLLM, StructuredLLM | None]:
     """The models a bulk step (pipelines/batching) is given: the one for a call made now, and the one for
     a call that can wait (None when none may: the job is to call directly, or batches are off). Run with
     a batch's answer, both are that answer."""
-    from pipelines.adapters.anthropic_llm import AnthropicLLM
     from pipelines.batching.calls import BatchAnswer, BatchQueue
 
     if job.answer is not None:
         answer = await BatchAnswer.load(pool, job.answer)
         if answer is not None:
             return answer, answer
-    direct = budgeted(AnthropicLLM(client), settings, pool)
+    direct = claude(client, settings, pool)
     if job.sync or job.answer is not None or not settings.anthropic_batches:
         return direct, None
     return direct, budgeted(BatchQueue(pool, subject_id=job.subject_id, resume_job=resume_job), settings, pool)
@@ -81,16 +90,15 @@ async def bulk_models(
 def build_triager(
     settings: Settings, pool: asyncpg.Pool, taxonomy: Taxonomy, embedder: Embedder | None
 ) -> Triager:
-    from pipelines.adapters.anthropic_llm import AnthropicLLM
     from pipelines.triage.local.triager import LocalTriager, similar_examples
     from pipelines.triage.triagers import CascadeTriager, ClaudeTriager
 
     local = LocalTriager(pool, taxonomy, embedder)
     anthropic = clients.anthropic_client(settings)
-    claude = None
+    escalation = None
     if anthropic is not None:
-        claude = ClaudeTriager(
-            budgeted(AnthropicLLM(anthropic), settings, pool),
+        escalation = ClaudeTriager(
+            claude(anthropic, settings, pool),
             taxonomy,
             model=model_for(settings, "triage"),
             system=load("triage"),
@@ -98,19 +106,22 @@ def build_triager(
             similar=similar_examples(pool, embedder) if embedder else None,
             pii=settings.pii_policy,
         )
-    return CascadeTriager(local, claude, high=settings.confidence_threshold_high)
+    return CascadeTriager(local, escalation, high=settings.confidence_threshold_high)
 
 
-def build_drafter(settings: Settings, pool: asyncpg.Pool) -> Drafter:
+def build_drafter(settings: Settings, pool: asyncpg.Pool, clock: Callable[[], float] = time.monotonic) -> Drafter:
     """Claude with a key, held to the budgets and falling back to the extractive draft; the extractive
-    draft alone without."""
-    from pipelines.adapters.anthropic_llm import AnthropicLLM
+    draft alone without. `clock` tells Claude how busy the desk is (see ClaudeDrafter)."""
+    from pipelines.adapters.anthropic_llm import cache_minimum
     from pipelines.drafting.drafters import ClaudeDrafter, ExtractiveDrafter, FallbackDrafter
 
     extractive = ExtractiveDrafter(company=settings.company_name, high=settings.confidence_threshold_high)
     anthropic = clients.anthropic_client(settings)
-    claude = None
+    drafter = None
     if anthropic is not None:
-        claude = ClaudeDrafter(budgeted(AnthropicLLM(anthropic), settings, pool), model=model_for(settings, "draft"),
-                               system=load("draft"), request=load("draft_request"), company=settings.company_name)
-    return FallbackDrafter(claude, extractive)
+        model = model_for(settings, "draft")
+        drafter = ClaudeDrafter(claude(anthropic, settings, pool), model=model, system=load("draft"),
+                                request=load("draft_request"), company=settings.company_name,
+                                cache_minimum=cache_minimum(model) if settings.anthropic_prompt_cache else None,
+                                clock=clock)
+    return FallbackDrafter(drafter, extractive)

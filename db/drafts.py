@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -68,6 +69,21 @@ async def similar_resolved(conn: Connection, case_id: UUID, subcategory: str | N
         subcategory, case_id, limit,
     )
     return [(r["description"], r["body"]) for r in rows]
+
+
+async def sent_before(conn: Connection, before: datetime, limit: int) -> list[tuple[str | None, str]]:
+    """(subcategory, body) of the latest replies sent before `before`, newest first."""
+    rows = await conn.fetch(
+        """
+        SELECT c.subcategory, o.body
+        FROM reply_outbox o JOIN cases c ON c.case_id = o.case_id
+        WHERE o.status = 'sent' AND o.sent_at < $1
+        ORDER BY o.sent_at DESC
+        LIMIT $2
+        """,
+        before, limit,
+    )
+    return [(r["subcategory"], r["body"]) for r in rows]
 
 
 async def save_draft(

@@ -223,6 +223,7 @@ class DraftInput:
     priority: str | None
     articles: list[Hit]
     similar: list[SimilarCase] = field(default_factory=list)
+    house_examples: tuple[str, ...] = ()  # the desk's recent replies, the same all day (house_style.py)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,18 @@ if TYPE_CHECKING:
     from anthropic.types.tool_param import InputSchema
 
 TOOL_NAME = "record_answer"
+# The shortest prefix each model caches, in tokens (Anthropic's prompt-caching docs, "Cache limitations"):
+# a shorter one marked for caching is processed, and billed, as if it were not. Longest model prefix wins.
+CACHE_MINIMUM_TOKENS = {
+    "claude-opus-4-6": 4096, "claude-opus-4-5": 4096, "claude-haiku-4-5": 4096,
+    "claude-sonnet-4-6": 2048, "claude-3-5-haiku": 2048, "claude-3-haiku": 2048,
+}
+DEFAULT_CACHE_MINIMUM = 1024  # Sonnet 4.5, Sonnet 4, Opus 4.1, Opus 4
+
+
+def cache_minimum(model: str) -> int:
+    matches = [prefix for prefix in CACHE_MINIMUM_TOKENS if model.startswith(prefix)]
+    return CACHE_MINIMUM_TOKENS[max(matches, key=len)] if matches else DEFAULT_CACHE_MINIMUM
 
 
 class AnthropicLLM:

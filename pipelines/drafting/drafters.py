@@ -3,7 +3,11 @@ draft from the best article. Citations outside the retrieved set are removed her
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from uuid import UUID
 
@@ -11,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from db.kb import Hit
 from pipelines.ports import Draft, Drafter, DraftInput, LLMError, SimilarCase, StructuredLLM
+from pipelines.replies.answer import answer_text
 from prompts import Prompt, quote_data
 
 
@@ -22,6 +27,10 @@ class ClaudeDraft(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
     questions: list[str] = Field(default_factory=list, max_length=10)
     risks: list[str] = Field(default_factory=list, max_length=10)
+
+
+# The tool's schema: with the instructions, the cached prefix of every draft request.
+_SCHEMA = json.dumps(ClaudeDraft.model_json_schema())
 
 
 def check_citations(cited: list[str], retrieved: list[Hit]) -> tuple[list[UUID], list[str]]:
@@ -49,15 +58,62 @@ def _articles_text(hits: list[Hit]) -> str:
 
 
 def _similar_text(similar: list[SimilarCase]) -> str:
-    return "\n".join(f"- Request: {quote_data(s.description[:400])}\n  Reply: {quote_data(s.reply[:800])}"
+    return "\n".join(f"- Request: {quote_data(s.description[:300])}\n  Reply: {quote_data(answer_text(s.reply)[:600])}"
                      for s in similar) or "(none)"
 
 
+# Chars per token is an estimate: the examples aim this far past the cache minimum.
+_CACHE_MARGIN = 1.15
+# The examples pay only while the cache stays warm: written at 1.25x the input price, read at 0.1x, kept 5
+# minutes. A long prefix beats a short uncached one when about 9 drafts in 10 come within 5 minutes of the
+# one before, which Poisson arrivals give from about 26 drafts an hour; near that rate the estimate below
+# flips on and off and each flip is a write, so the examples wait for 40 an hour: 20 in the last half hour
+# (bench/llm_cost.py: at 30 an hour, 14 in the half hour cost more than none).
+WARM_WINDOW_SECONDS = 1800.0
+WARM_DRAFTS = 20
+
+
 class ClaudeDrafter:
+    """`cache_minimum`: the model's minimum cacheable prefix in tokens when prompts are cached (None when
+    not): house-style examples are added to the cached prefix only when they take it past that, and only
+    while this process drafts often enough to keep it in the cache. `clock` (seconds) is for tests."""
+
     name = "claude"
 
-    def __init__(self, llm: StructuredLLM, *, model: str, system: Prompt, request: Prompt, company: str) -> None:
+    def __init__(self, llm: StructuredLLM, *, model: str, system: Prompt, request: Prompt, company: str,
+                 cache_minimum: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._llm, self._model, self._system, self._request, self._company = llm, model, system, request, company
+        self._cache_minimum, self._clock = cache_minimum, clock
+        self._recent: deque[float] = deque()
+
+    def _warm(self) -> bool:
+        """Record this draft; whether the desk drafts often enough for a cached prefix to be read, not rewritten."""
+        now = self._clock()
+        while self._recent and self._recent[0] < now - WARM_WINDOW_SECONDS:
+            self._recent.popleft()
+        warm = len(self._recent) >= WARM_DRAFTS
+        self._recent.append(now)
+        return warm
+
+    def system_prompt(self, examples: tuple[str, ...], *, warm: bool = True) -> str:
+        """The instructions, with as many of the desk's examples as make the cached prefix (the tool schema
+        and this) reach the model's minimum, or none when all of them would not or the desk is quiet."""
+        bare = self._system.render(company=self._company, house_style="")
+        if self._cache_minimum is None or not examples or not warm:
+            return bare
+        target = self._cache_minimum * _CACHE_MARGIN * 4 - len(bare) - len(_SCHEMA)
+        shown: list[str] = []
+        for example in examples:
+            if target <= 0:
+                break
+            shown.append(f"<example>\n{quote_data(example)}\n</example>")
+            target -= len(shown[-1]) + 1
+        if target > 0:
+            return bare
+        block = ("Replies this desk sent recently, for their tone and layout only (greeting and sign-off left "
+                 "out; their facts may not fit this request, and names or numbers in them are never to be "
+                 "reused):\n" + "\n".join(shown))
+        return self._system.render(company=self._company, house_style=block)
 
     async def draft(self, item: DraftInput) -> Draft:
         user = self._request.render(
@@ -73,7 +129,7 @@ class ClaudeDrafter:
             similar=_similar_text(item.similar),
         )
         answer, usage = await self._llm.complete(
-            step="draft", model=self._model, system=self._system.render(company=self._company), user=user,
+            step="draft", model=self._model, system=self.system_prompt(item.house_examples, warm=self._warm()), user=user,
             output=ClaudeDraft, max_tokens=2048, prompt_version=self._system.ref,
         )
         cited, dropped = check_citations(answer.cited_article_ids, item.articles)

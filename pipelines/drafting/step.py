@@ -4,6 +4,7 @@ either queue the reply or hand the case to a reviewer."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
@@ -13,6 +14,7 @@ from db import drafts as drafts_db
 from db import executions, pii_maps
 from db.cases import ActorType, CaseNotFound, CaseStatus, transition
 from db.pool import transaction
+from pipelines.drafting.house_style import house_examples
 from pipelines.drafting.send_policy import PolicyDecision, PolicyInput, decide
 from pipelines.executions import failures_recorded
 from pipelines.jobs import JobName
@@ -27,6 +29,7 @@ from pipelines.usage import record_usage
 log = structlog.get_logger(__name__)
 
 ARTICLES = 5
+SIMILAR = 2  # resolved cases of the subcategory shown for their facts; house_style.py gives the tone
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,10 @@ async def draft_case(
         if case.status != CaseStatus.DRAFTING:
             return None
         execution_id = await executions.start(conn, "draft", case_id)
-        similar = [SimilarCase(d, r) for d, r in await drafts_db.similar_resolved(conn, case_id, case.subcategory)]
+        similar = [SimilarCase(d, r) for d, r in await drafts_db.similar_resolved(conn, case_id, case.subcategory,
+                                                                                   limit=SIMILAR)]
         known = await pii_maps.load(conn, case_id)
+        examples = await house_examples(conn, datetime.now(UTC))
     private = _redacted(case, similar, policy.pii, known)
 
     async with failures_recorded(pool, execution_id):
@@ -72,7 +77,7 @@ async def draft_case(
         query = f"{subject}\n{body}" if subject else body
         hits = await search(pool, embedder, query[:2000], ARTICLES, prefer_subcategory=case.subcategory,
                             case_id=case_id)
-        draft = await drafter.draft(replace(private.input, articles=hits))
+        draft = await drafter.draft(replace(private.input, articles=hits, house_examples=examples))
 
     category = taxonomy.categories.get(case.category or "")
     decision = decide(

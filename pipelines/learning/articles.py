@@ -20,6 +20,7 @@ from db.pool import transaction
 from pipelines.detection.summary import worth_retrying
 from pipelines.learning.redaction import redact
 from pipelines.ports import LLMError, StructuredLLM
+from pipelines.replies.answer import answer_text
 from pipelines.usage import failed_calls_recorded, record_usage
 from prompts import Prompt, quote_data
 
@@ -124,23 +125,6 @@ def request_text(request: Prompt, gap: gaps_db.GapCases, title: str, seen: _Mate
                f"with the replies that resolved {len(seen.replies)} of them"),
         cases="\n".join(blocks) or "(none)",
     )
-
-
-_GREETING_LINE = re.compile(r"^\s*(hi|hello|dear|hey|good (morning|afternoon|evening))\b[^\n]{0,40}$", re.I)
-_SIGN_OFF_LINE = re.compile(r"^\s*(thanks|thank you|cheers|regards|best|kind regards|best regards|sincerely"
-                            r"|many thanks)\b[^\n]{0,30}$", re.I)
-
-
-def answer_text(reply: str) -> str:
-    """A reply without its greeting and its sign-off: what an article can reuse."""
-    lines = reply.strip().splitlines()
-    if lines and _GREETING_LINE.match(lines[0]):
-        lines = lines[1:]
-    for i, line in enumerate(lines):
-        if _SIGN_OFF_LINE.match(line) and i >= len(lines) - 4:
-            lines = lines[:i]
-            break
-    return "\n".join(lines).strip()
 
 
 def template_article(title: str, seen: _Material, company: str) -> ArticleDraft:

@@ -34,12 +34,13 @@ async def import_demo_kb(pool) -> None:
 
 
 async def drafting_case(pool, *, confidence: float, label: str = "card_arrival", tier: str = "standard",
-                        text: str = "I ordered my card ten days ago and it still has not arrived. Where is it?"):
+                        text: str = "I ordered my card ten days ago and it still has not arrived. Where is it?",
+                        message_id: str = "<q1@mail.example.com>"):
     async with transaction(pool) as conn:
         stored = await intake_db.create_case(
             conn, customer_email="mia@example.com", customer_name="Mia Wong", channel="email",
             subject="Card not here", description=text, interaction_type="email_in",
-            email_message_id="<q1@mail.example.com>", gmail_thread_id=None,
+            email_message_id=message_id, gmail_thread_id=None,
         )
         await conn.execute("UPDATE customers SET account_tier = $1 WHERE lower(email) = 'mia@example.com'", tier)
     await triage_case(pool, ScriptedLocal(confidence, label), TAXONOMY, THRESHOLDS, stored.case_id)
