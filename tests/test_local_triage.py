@@ -15,6 +15,7 @@ from openai import AsyncOpenAI
 from db import examples as examples_db
 from db.pool import transaction
 from pipelines.adapters.openai_embedder import OpenAIEmbedder
+from pipelines.ports import TriageInput
 from pipelines.triage.local.model import train
 from pipelines.triage.local.triager import LocalTriager, NoLocalModel, train_local
 from tests.fakes.openai import FakeOpenAI
@@ -83,3 +84,20 @@ def test_a_model_survives_pickling_and_predicts_the_same():
     again = type(model).loads(model.dumps())
     texts = [r["text"] for r in rows[:20]]
     assert np.allclose(model.predict(texts), again.predict(texts))
+
+
+FOREIGN = ["カァドが届かない", "我的银行卡还没有收到", "카드가 아직 도착하지 않았어요", "Моя карта до сих пор не пришла",
+           "لم تصل بطاقتي بعد", "Η κάρτα μου δεν έχει φτάσει ακόμα", "Meine Karte ist noch nicht angekommen",
+           "Ma carte n'est toujours pas arrivée", "Moja karta jeszcze nie przyszła"]
+
+
+async def test_a_language_the_history_lacks_is_never_routed_confidently_whatever_its_script(pool):
+    await add_history(pool, [(t, label) for label, texts in HISTORY.items() for t in texts])
+    await train_local(pool, None)
+    triager = LocalTriager(pool, TAXONOMY, None, refresh_seconds=0)
+    for text in FOREIGN:
+        result = (await triager.triage(TriageInput(body=text))).result
+        assert result.confidence <= triager.foreign_language_cap, text
+        assert result.language != "en" and "so a person checks it" in result.reason, text
+    english = (await triager.triage(TriageInput(body="my card has not arrived yet"))).result
+    assert english.language == "en" and "a person checks it" not in english.reason

@@ -8,7 +8,22 @@ import re
 
 from pipelines.models import Sentiment, Severity
 
-_WORD = re.compile(r"[a-zà-ÿäöüß']+")
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+_LATIN = re.compile(r"[a-zA-Z\u00c0-\u024f]")
+# Letters of another script name the language outright, counted per script; kana wins over Han (Japanese
+# mixes both), Ukrainian letters over the rest of Cyrillic.
+_SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("ja", re.compile(r"[\u3040-\u30ff\u31f0-\u31ff]")),
+    ("ko", re.compile(r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")),
+    ("zh", re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")),
+    ("uk", re.compile(r"[іїєґІЇЄҐ]")),
+    ("ru", re.compile(r"[\u0400-\u04ff]")),
+    ("ar", re.compile(r"[\u0600-\u06ff\u0750-\u077f]")),
+    ("he", re.compile(r"[\u0590-\u05ff]")),
+    ("el", re.compile(r"[\u0370-\u03ff]")),
+    ("th", re.compile(r"[\u0e00-\u0e7f]")),
+    ("hi", re.compile(r"[\u0900-\u097f]")),
+)
 
 # The most frequent function words of each language: enough to tell them apart in a few lines.
 _STOPWORDS = {
@@ -19,6 +34,9 @@ _STOPWORDS = {
     "it": {"il", "la", "e", "non", "mio", "mia", "una", "che", "per", "sono", "ho", "della", "carta", "ma"},
     "nl": {"de", "het", "en", "is", "niet", "ik", "mijn", "een", "van", "dat", "voor", "met", "nog", "heb"},
     "pt": {"o", "a", "os", "e", "não", "meu", "minha", "uma", "um", "que", "para", "com", "cartão", "mas"},
+    "pl": {"nie", "jest", "mój", "moja", "moje", "się", "na", "że", "karta", "mam", "czy", "jak", "już", "ale"},
+    "tr": {"ve", "bir", "bu", "için", "değil", "benim", "kartım", "ile", "çok", "ne", "mi", "ama", "hala"},
+    "sv": {"och", "är", "inte", "jag", "min", "mitt", "det", "ett", "att", "för", "med", "kortet", "har"},
 }
 
 _NEGATIVE = {
@@ -39,6 +57,17 @@ _URGENT = re.compile(
 
 
 def detect_language(text: str) -> str:
+    """An ISO 639-1 code: by script when most letters are not Latin (so the guard in the local triager
+    also holds for Japanese, Chinese, Korean, Cyrillic, Arabic, Hebrew, Greek, Thai and Devanagari), else
+    by the function words of the Latin-script languages above; "en" when nothing tells."""
+    counts = {language: len(script.findall(text)) for language, script in _SCRIPTS}
+    foreign = sum(n for language, n in counts.items() if language != "uk")
+    if foreign > len(_LATIN.findall(text)):
+        if counts["ja"]:
+            return "ja"
+        if counts["uk"]:
+            return "uk"
+        return max(counts, key=lambda language: counts[language])
     words = _WORD.findall(text.lower())
     if not words:
         return "en"
