@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.intake.email_parse import Attachment, ParsedEmail, Skipped, SkipReason, parse_email
 
@@ -646,3 +648,72 @@ def test_every_sample_parses():
     assert any("E-4012" in email.text for email in emails.values())
     injection = [email for email in emails.values() if "ignore previous instructions" in email.text.lower()]
     assert len(injection) == 1  # kept verbatim as data; nothing here interprets it
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+OUTLOOK = b"""<html><body><table width="100%" cellpadding="0" cellspacing="0" border="0"><tr><td align="center">
+<table width="600" style="width:600px"><tr><td><img src="https://cdn.example/logo.png" width="120" height="40"></td></tr>
+<tr><td style="font-family:Arial">Hello,</td></tr>
+<tr><td>My card</td><td>was declined at the station</td><td>this morning.</td></tr>
+<tr><td colspan="3">Error E-4012 on the screen.</td></tr></table></td></tr></table></body></html>"""
+
+
+def test_a_layout_table_reads_as_lines_of_text():
+    email = parsed(mail(OUTLOOK, ctype=b"text/html; charset=utf-8"))
+    assert "My card was declined at the station this morning." in email.text
+    assert "Hello," in email.text and "Error E-4012 on the screen." in email.text
+    assert "|" not in email.full_text and "---" not in email.full_text
+
+
+def test_a_presentation_table_is_layout_whatever_its_size():
+    rows = "".join(f"<tr><td>part {i}a</td><td>part {i}b</td><td>part {i}c</td></tr>" for i in range(5))
+    html = f'<table role="presentation">{rows}</table>'.encode()
+    text = parsed(mail(html, ctype=b"text/html")).text
+    assert "part 0a part 0b part 0c" in text and "|" not in text
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_a_data_table_keeps_one_line_per_row_with_its_cells_apart(header: bool):
+    cell = "th" if header else "td"
+    head = f"<tr><{cell}>Date</{cell}><{cell}>Amount</{cell}><{cell}>Merchant</{cell}></tr>"
+    rows = "".join(f"<tr><td>{d} Dec</td><td>£{a}</td><td>{m}</td></tr>"
+                   for d, a, m in ((1, "12.00", "Tesco"), (2, "8.50", "Boots"), (3, "3.20", "Pret")))
+    html = f"<p>These are not mine:</p><table>{head}{rows}</table><p>Thanks</p>".encode()
+    lines = [line.strip() for line in parsed(mail(html, ctype=b"text/html; charset=utf-8")).text.splitlines()]
+    assert ["Date| Amount| Merchant", "1 Dec| £12.00| Tesco", "2 Dec| £8.50| Boots", "3 Dec| £3.20| Pret"] == [
+        line for line in lines if "|" in line]
+    assert not [line for line in lines if "---" in line]
+
+
+_words = st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=3, max_size=8), min_size=1, max_size=4)
+
+
+@st.composite
+def layout(draw: st.DrawFn, depth: int = 0) -> tuple[str, list[str]]:
+    """Random mail-builder markup: divs, paragraphs, spans and layout tables (presentation, one row,
+    one column or holding a table) around words; returns the HTML and its words in reading order."""
+    kind = draw(st.sampled_from(["text", "div", "p", "table"] if depth < 3 else ["text"]))
+    if kind == "text":
+        words = draw(_words)
+        return " ".join(words), words
+    children = [draw(layout(depth + 1)) for _ in range(draw(st.integers(1, 3)))]
+    words = [w for _, ws in children for w in ws]
+    if kind != "table":
+        return f"<{kind}>" + " ".join(html for html, _ in children) + f"</{kind}>", words
+    shape = draw(st.sampled_from(["presentation", "row", "column"]))
+    cells = [f"<td>{html}</td>" for html, _ in children]
+    if shape == "presentation":
+        return '<table role="presentation"><tr>' + "".join(cells) + "</tr></table>", words
+    if shape == "row":
+        return "<table><tr>" + "".join(cells) + "</tr></table>", words
+    return "<table>" + "".join(f"<tr>{c}</tr>" for c in cells) + "</table>", words
+
+
+@settings(max_examples=150, deadline=None)
+@given(layout())
+def test_fuzzed_layouts_keep_every_word_in_order_and_no_table_syntax(sample: tuple[str, list[str]]):
+    html, words = sample
+    text = parsed(mail(f"<html><body>{html}</body></html>".encode(), ctype=b"text/html")).full_text
+    assert "|" not in text and "---" not in text
+    assert text.split() == words

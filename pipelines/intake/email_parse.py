@@ -304,6 +304,22 @@ def _tidy(text: str) -> str:
 
 _DROPPED = {"script", "style", "head", "title", "template"}
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+_TABLE_PARTS = {"table", "thead", "tbody", "tfoot", "tr", "td", "th", "caption"}
+# A table is data when it says so (header cells, a caption, a head) or is a regular grid (every row as
+# wide) of more than this many cells; otherwise it lays the message out (Outlook and mail builders put
+# whole emails in tables, rows of one cell between rows of several) and is read as lines of text, one
+# per row.
+_DATA_CELLS = 10
+
+
+@dataclass
+class _Table:
+    """One open <table>: its shape so far, and where its own tags sit in the re-emitted HTML."""
+
+    tags: list[int] = field(default_factory=list)
+    widths: list[int] = field(default_factory=list)  # cells per row, colspans counted
+    marked: bool = False  # header cells, a caption or a head: a data table
+    layout: bool = False  # role="presentation", or a table inside it: a layout table
 
 
 class _Sanitiser(HTMLParser):
@@ -315,6 +331,7 @@ class _Sanitiser(HTMLParser):
         self.text: list[str] = []  # plain fallback if html2text fails
         self._skipping: str | None = None
         self._depth = 0
+        self._tables: list[_Table] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self._skipping:
@@ -327,6 +344,8 @@ class _Sanitiser(HTMLParser):
             if tag not in _VOID:
                 self._skipping, self._depth = tag, 1
             return
+        if tag in _TABLE_PARTS:
+            self._table_start(tag, attrs)
         self.html.append(self.get_starttag_text() or "")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -337,8 +356,57 @@ class _Sanitiser(HTMLParser):
         if self._skipping:
             self._depth -= tag == self._skipping
             self._skipping = self._skipping if self._depth > 0 else None
-        else:
-            self.html.append(f"</{tag}>")
+            return
+        if tag in _TABLE_PARTS and self._tables:
+            self._tables[-1].tags.append(len(self.html))
+        self.html.append(f"</{tag}>")
+        if tag == "table" and self._tables:
+            self._table_end(self._tables.pop())
+
+    def close(self) -> None:
+        super().close()
+        while self._tables:  # unclosed tables are judged as they stand
+            self._table_end(self._tables.pop())
+
+    def _table_start(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            if self._tables:
+                self._tables[-1].layout = True  # tables inside a table: it is the page's grid
+            role = dict(attrs).get("role") or ""
+            self._tables.append(_Table(layout=role.strip().lower() in ("presentation", "none")))
+        elif not self._tables:
+            return  # a stray cell outside any table: left as it is
+        table = self._tables[-1]
+        table.tags.append(len(self.html))
+        if tag in ("th", "caption", "thead"):
+            table.marked = True
+        if tag == "tr":
+            table.widths.append(0)
+        elif tag in ("td", "th"):
+            span = dict(attrs).get("colspan") or "1"
+            if not table.widths:
+                table.widths.append(0)  # a cell before any <tr>: browsers open the row
+            table.widths[-1] += int(span) if span.isdigit() and 0 < int(span) < 100 else 1
+
+    def _table_end(self, table: _Table) -> None:
+        widths = [w for w in table.widths if w]
+        grid = len(widths) > 1 and len(set(widths)) == 1 and widths[0] > 1 and len(widths) * widths[0] > _DATA_CELLS
+        data = not table.layout and (table.marked or grid)
+        if data:
+            return
+        # A layout table's rows become blocks and its cells words of a line, so a sentence split across
+        # cells reads as one.
+        for index in table.tags:
+            tag = self.html[index]
+            name = re.match(r"</?\s*([a-zA-Z]+)", tag)
+            part = name[1].lower() if name else ""
+            closing = tag.startswith("</")
+            if part in ("tr", "caption"):
+                self.html[index] = "</div>" if closing else "<div>"
+            elif part in ("td", "th"):
+                self.html[index] = "</span> " if closing else "<span>"
+            else:
+                self.html[index] = ""
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
@@ -371,7 +439,9 @@ def _html_to_text(html: str) -> str:
     except Exception:  # html2text is not total on hostile markup; the visible text is enough
         return " ".join(sanitiser.text)
     # html2text escapes line starts that would read as Markdown lists; our readers are not renderers.
-    return re.sub(r"^(\s*\d*)\\([-+.])", r"\1\2", markdown, flags=re.MULTILINE)
+    text = re.sub(r"^(\s*\d*)\\([-+.])", r"\1\2", markdown, flags=re.MULTILINE)
+    # A data table's "---|---" rule under its header helps a renderer, not a reader.
+    return re.sub(r"^[ \t]*\|?(?:[ \t]*:?-{3,}:?[ \t]*\|)+[ \t]*:?-{3,}:?[ \t]*\|?[ \t]*\n?", "", text, flags=re.MULTILINE)
 
 
 # --- quoted history and signatures ---------------------------------------------------------------
