@@ -32,3 +32,25 @@ def test_eval_triage_names_a_bad_file(tmp_path, dsn):
                 env=cx_env(DATABASE_URL=dsn))
     assert result.returncode == 2
     assert "train.csv:1: the header lacks category" in result.stderr
+
+
+def test_per_class_trains_on_n_rows_of_each_category_drawn_by_seed(tmp_path, dsn):
+    rows = list(csv.DictReader(open(ROOT / "samples" / "history" / "banking77-sample.csv", newline="")))
+    for name, part in (("train.csv", rows[:700]), ("test.csv", rows[700:])):
+        with open(tmp_path / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["text", "category"])
+            writer.writeheader()
+            writer.writerows(part)
+    counts: dict[str, int] = {}
+    for row in rows[:700]:
+        counts[row["category"]] = counts.get(row["category"], 0) + 1
+    args = ("eval", "triage", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+            "--embeddings", "none", "--per-class", "5", "--json")
+    result = cx(*args, env=cx_env(DATABASE_URL=dsn), timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["n_train"] == sum(min(5, n) for n in counts.values())
+    assert (figures["per_class"], figures["seed"]) == (5, 0)
+
+    bad = cx(*args[:-3], "--per-class", "0", env=cx_env(DATABASE_URL=dsn))
+    assert bad.returncode == 2 and "--per-class must be at least 1" in bad.stderr

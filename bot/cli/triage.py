@@ -17,6 +17,7 @@ from bot.runtime.database import open_pool, scratch_pool
 from db import examples as examples_db
 from db.pool import transaction
 from pipelines.triage.history import HistoryFileError, read_history
+from pipelines.triage.history import per_class as history_per_class
 
 triage_app = typer.Typer(help="The local triager.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure quality.", no_args_is_help=True)
@@ -44,6 +45,9 @@ async def eval_triage(
     train_path: Annotated[Path, typer.Option("--train", help="CSV with text,category")],
     test_path: Annotated[Path, typer.Option("--test", help="CSV with text,category")],
     embeddings: EmbeddingsOption = None,
+    per_class: Annotated[int | None, typer.Option(
+        "--per-class", help="Train on only N rows of each category, drawn with --seed: a new team's history.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Which rows --per-class draws.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Train the local triager on TRAIN in a scratch database and measure it on TEST."""
@@ -51,11 +55,15 @@ async def eval_triage(
     from pipelines.triage.local.triager import LocalTriager, train_local
 
     settings = settings_from_env()
+    if per_class is not None and per_class < 1:
+        raise UsageError("--per-class must be at least 1")
     try:
         train_rows = read_history(train_path, None)
         test_rows = read_history(test_path, None)
     except HistoryFileError as exc:
         raise UsageError(str(exc)) from None
+    if per_class is not None:
+        train_rows = history_per_class(train_rows, per_class, seed)
     embedder = build_embedder_or_exit(settings, embeddings)
     async with scratch_pool(settings) as pool:
         async with transaction(pool) as conn:
@@ -86,6 +94,8 @@ async def eval_triage(
         "model": report.kind,
         "embeddings": embedder.model if embedder else None,
         "n_train": len(train_rows),
+        "per_class": per_class,
+        "seed": seed if per_class is not None else None,
         "train_seconds": round(train_seconds, 1),
         "classify_seconds": round(classify_seconds, 2),
         "single_case_ms": round(statistics.median(single), 2),
@@ -95,7 +105,7 @@ async def eval_triage(
         print(json.dumps(figures))
         return
     table = Table("figure", "value")
-    for key in ("n_train", "n_test", "accuracy", "macro_f1", "coverage_at_p98", "threshold_at_p98",
+    for key in ("n_train", "per_class", "n_test", "accuracy", "macro_f1", "coverage_at_p98", "threshold_at_p98",
                 "coverage_at_high", "precision_at_high", "model", "embeddings", "train_seconds", "single_case_ms"):
         value = figures[key]
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +86,13 @@ def read_history(path: Path, taxonomy: Taxonomy | None) -> list[LabelledRow]:
     except csv.Error as exc:
         raise HistoryFileError(path, reader.line_num, f"bad CSV: {exc}") from None
     return rows
+
+
+def per_class(rows: Sequence[LabelledRow], n: int, seed: int) -> list[LabelledRow]:
+    """N rows of each label (category/subcategory), drawn at random with `seed`: what a team with only
+    that many labelled examples would train on. A label with fewer keeps all it has."""
+    by_label: dict[tuple[str, str | None], list[LabelledRow]] = {}
+    for row in rows:
+        by_label.setdefault((row.category, row.subcategory), []).append(row)
+    draw = random.Random(seed)
+    return [row for label in sorted(by_label, key=str) for row in draw.sample(by_label[label], min(n, len(by_label[label])))]
