@@ -30,18 +30,10 @@ class NewDraft:
 
 
 @dataclass(frozen=True)
-class DraftRow:
+class DraftRow(NewDraft):
+    """A stored draft: what was drafted, and what became of it."""
+
     draft_id: UUID
-    opportunity_id: UUID
-    title: str
-    summary: str | None
-    body: str
-    tags: list[str]
-    category: str | None
-    subcategory: str | None
-    case_ids: list[UUID]
-    drafter: str
-    model: str | None
     status: str  # drafted | published | discarded
     edited_by: str | None
     slack_channel: str | None
@@ -55,7 +47,7 @@ class DraftRow:
 
 
 _COLUMNS = """draft_id, opportunity_id, title, summary, body, tags, category, subcategory, case_ids, drafter, model,
-status, edited_by, slack_channel, slack_ts, decided_by, decided_at, article_id, confluence_page_id, confluence_url,
+prompt_version, status, edited_by, slack_channel, slack_ts, decided_by, decided_at, article_id, confluence_page_id, confluence_url,
 created_at"""
 
 

@@ -243,6 +243,11 @@ class Draft:
 class Drafter(Protocol):
     name: str
 
+    @property
+    def wants_house_examples(self) -> bool:
+        """Whether the next draft would use the desk's house-style examples (so they are worth reading)."""
+        ...
+
     async def draft(self, item: DraftInput) -> Draft: ...
 
 

@@ -26,8 +26,7 @@ from db.pool import transaction
 from handlers import errors, home, shortcut
 from handlers.home_views import HomeFacts, MyCase, TodayCounts, WaitingCase, home_view
 from handlers.services import Services
-from pipelines.intake.slack import CREATE_CASE_JOB
-from pipelines.jobs import ShortcutRequest
+from pipelines.jobs import JobName, ShortcutRequest
 from tests.fakes.slack import FakeSlack
 
 S = CaseStatus
@@ -106,7 +105,7 @@ def customer_message(text: str = "My card was charged twice for one order", *, u
 
 async def run_shortcut_jobs(pool, desk: SlackHomeService, *, together: bool = False) -> int:
     """Run the queued shortcut jobs as the worker would (one after the other, or all at once)."""
-    rows = await pool.fetch("SELECT id, payload FROM pgqueuer WHERE entrypoint = $1 ORDER BY id", CREATE_CASE_JOB)
+    rows = await pool.fetch("SELECT id, payload FROM pgqueuer WHERE entrypoint = $1 ORDER BY id", JobName.SLACK_CASE)
     runs = [desk.create_case_from_shortcut(ShortcutRequest.from_payload(bytes(r["payload"]))) for r in rows]
     if together:
         await asyncio.gather(*runs)
@@ -184,7 +183,7 @@ async def test_two_shortcuts_run_at_once_answer_the_thread_once(pool, slack, des
 async def test_a_failed_answer_is_retried_by_the_job_and_posted_once(pool, slack, desk, app):
     body = shortcut_body(slack, customer_message())
     await dispatch(app, body)
-    payload = bytes(await pool.fetchval("SELECT payload FROM pgqueuer WHERE entrypoint = $1", CREATE_CASE_JOB))
+    payload = bytes(await pool.fetchval("SELECT payload FROM pgqueuer WHERE entrypoint = $1", JobName.SLACK_CASE))
     slack.fail_next("chat.postMessage", "internal_error")
     with pytest.raises(Exception, match="internal_error"):
         await desk.create_case_from_shortcut(ShortcutRequest.from_payload(payload))

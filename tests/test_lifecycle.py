@@ -32,6 +32,7 @@ class ConfidentDrafter:
     """A Drafter whose cited, confident Claude-like draft passes the auto-send policy."""
 
     name = "claude"
+    wants_house_examples = False
 
     async def draft(self, item: DraftInput) -> Draft:
         return Draft(reply="Hi Mia,\n\nCards arrive within 5-7 working days.\n\nNorthwind Bank Support",

@@ -19,9 +19,10 @@ from db import kb_gaps as gaps_db
 from db.pool import transaction
 from handlers.article_card import ArticleCard, article_blocks, article_text, decided_text, refusal_text
 from handlers.services import ArticleService
-from pipelines.jobs import ArticleActionRequest
+from pipelines.jobs import ArticleActionRequest, JobName
 from pipelines.learning import article_actions
 from pipelines.ports import ArticlePages, Embedder
+from pipelines.queue import queue_once
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +50,7 @@ class SlackArticleService(ArticleService):
                                         channel=settings.slack_review_channel)
 
     async def submit(self, delivery_id: str, request: ArticleActionRequest) -> bool:
-        return await article_actions.submit(self._pool, delivery_id, request)
+        return await queue_once(self._pool, delivery_id, JobName.ARTICLE_ACTION, request.payload())
 
     async def is_reviewer(self, user_id: str) -> bool:
         return await self._reviewers.allows(user_id)

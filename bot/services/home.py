@@ -31,7 +31,8 @@ from pipelines.budgets import budget_states
 from pipelines.detection import posting as alert_posting
 from pipelines.intake import slack as slack_intake
 from pipelines.intake.slack import SlackMessage, ThreadNote
-from pipelines.jobs import ShortcutRequest
+from pipelines.jobs import JobName, ShortcutRequest
+from pipelines.queue import queue_once
 from pipelines.review import lookup
 
 log = structlog.get_logger(__name__)
@@ -86,7 +87,7 @@ class SlackHomeService(HomeService):
         )
 
     async def submit_shortcut(self, delivery_id: str, request: ShortcutRequest) -> bool:
-        return await slack_intake.queue_shortcut(self._pool, delivery_id, request.payload())
+        return await queue_once(self._pool, delivery_id, JobName.SLACK_CASE, request.payload())
 
     async def add_thread_note(self, delivery_id: str, *, channel: str, thread_ts: str, ts: str, user: str,
                               text: str) -> bool:

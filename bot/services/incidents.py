@@ -33,8 +33,9 @@ from handlers.notices import notice_blocks
 from handlers.services import AlertService
 from pipelines.detection import alert_actions, posting
 from pipelines.detection.posting import AlertView, Posted
-from pipelines.jobs import AlertActionRequest
+from pipelines.jobs import AlertActionRequest, JobName
 from pipelines.ports import AlertTracker
+from pipelines.queue import queue_once
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +78,7 @@ class IncidentAlertService(AlertService):
         self._messages = _AlertMessages(client, settings, urgent)
 
     async def submit(self, delivery_id: str, request: AlertActionRequest) -> bool:
-        return await alert_actions.submit(self._pool, delivery_id, request)
+        return await queue_once(self._pool, delivery_id, JobName.ALERT_ACTION, request.payload())
 
     async def post(self, alert_id: UUID, *, remind: bool = False) -> Posted:
         """The job (alert.post): post the alert's message or edit it up to the alert's revision, and

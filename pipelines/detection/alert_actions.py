@@ -14,12 +14,10 @@ from uuid import UUID
 import asyncpg
 
 from db import incident_alerts as incident_db
-from db import jobs
 from db.connection import Connection
 from db.pool import transaction
-from db.review import first_delivery
 from pipelines.detection.posting import Affected, AlertCase, AlertFacts, signal_figures
-from pipelines.jobs import AlertAction, AlertActionRequest, JobName
+from pipelines.jobs import AlertAction, AlertActionRequest
 from pipelines.ports import AlertIssue, AlertTracker, TrackerError, TrackerPriority
 
 # The issue lists the alert's cases by id; past this many it says how many more there are.
@@ -50,14 +48,6 @@ class AlertActionResult:
     issue_key: str | None = None
     refused: str | None = None  # an outside service said no, or is not set up: why
 
-
-async def submit(pool: asyncpg.Pool, delivery_id: str, request: AlertActionRequest) -> bool:
-    """Queue the click's job unless its delivery id was seen (a redelivery); True if queued."""
-    async with transaction(pool) as conn:
-        if not await first_delivery(conn, delivery_id):
-            return False
-        await jobs.enqueue(conn, JobName.ALERT_ACTION, request.payload())
-    return True
 
 
 async def apply(pool: asyncpg.Pool, request: AlertActionRequest, tracker: AlertTracker | None) -> AlertActionResult:

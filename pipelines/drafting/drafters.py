@@ -86,14 +86,23 @@ class ClaudeDrafter:
         self._cache_minimum, self._clock = cache_minimum, clock
         self._recent: deque[float] = deque()
 
-    def _warm(self) -> bool:
-        """Record this draft; whether the desk drafts often enough for a cached prefix to be read, not rewritten."""
-        now = self._clock()
+    @property
+    def wants_house_examples(self) -> bool:
+        """Whether the next draft would send examples: prompts are cached and the desk is busy."""
+        return self._cache_minimum is not None and self._busy(self._clock())
+
+    def _busy(self, now: float) -> bool:
+        """Whether the desk drafts often enough for a cached prefix to be read, not rewritten."""
         while self._recent and self._recent[0] < now - WARM_WINDOW_SECONDS:
             self._recent.popleft()
-        warm = len(self._recent) >= WARM_DRAFTS
+        return len(self._recent) >= WARM_DRAFTS
+
+    def _warm(self) -> bool:
+        """Record this draft; whether the desk was busy before it."""
+        now = self._clock()
+        busy = self._busy(now)
         self._recent.append(now)
-        return warm
+        return busy
 
     def system_prompt(self, examples: tuple[str, ...], *, warm: bool = True) -> str:
         """The instructions, with as many of the desk's examples as make the cached prefix (the tool schema
@@ -159,6 +168,7 @@ class ExtractiveDrafter:
     article answers the request, so its confidence stays below HIGH and a person always reviews."""
 
     name = "extractive"
+    wants_house_examples = False
 
     def __init__(self, *, company: str, high: float) -> None:
         self._company, self._cap = company, round(high - 0.01, 4)
@@ -186,6 +196,10 @@ class FallbackDrafter:
 
     def __init__(self, claude: Drafter | None, extractive: Drafter) -> None:
         self._claude, self._extractive = claude, extractive
+
+    @property
+    def wants_house_examples(self) -> bool:
+        return self._claude is not None and self._claude.wants_house_examples
 
     async def draft(self, item: DraftInput) -> Draft:
         if self._claude is None:

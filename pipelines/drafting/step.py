@@ -69,7 +69,7 @@ async def draft_case(
         similar = [SimilarCase(d, r) for d, r in await drafts_db.similar_resolved(conn, case_id, case.subcategory,
                                                                                    limit=SIMILAR)]
         known = await pii_maps.load(conn, case_id)
-        examples = await house_examples(conn, datetime.now(UTC))
+        examples = await house_examples(conn, datetime.now(UTC)) if drafter.wants_house_examples else ()
     private = _redacted(case, similar, policy.pii, known)
 
     async with failures_recorded(pool, execution_id):

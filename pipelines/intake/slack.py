@@ -10,7 +10,6 @@ from uuid import UUID
 import asyncpg
 
 from db import intake as intake_db
-from db import jobs
 from db import slack_notes as notes_db
 from db.pool import transaction
 from db.review import first_delivery
@@ -19,7 +18,6 @@ from pipelines.jobs import JobName
 from pipelines.models import Intake
 
 # The shortcut's job; the wiring names it JobName.SLACK_CASE with this same value.
-CREATE_CASE_JOB = JobName.SLACK_CASE
 
 # Slack user ids are upper case; the customers table wants lower-case addresses, and `.invalid`
 # (RFC 2606) can never be delivered to.
@@ -69,14 +67,6 @@ def subject_of(text: str) -> str | None:
         return None
     return first if len(first) <= _SUBJECT_MAX else first[: _SUBJECT_MAX - 1].rstrip() + "…"
 
-
-async def queue_shortcut(pool: asyncpg.Pool, delivery_id: str, payload: bytes) -> bool:
-    """Queue the shortcut's job once: a redelivered copy (same delivery id) is dropped. False if dropped."""
-    async with transaction(pool) as conn:
-        if not await first_delivery(conn, delivery_id):
-            return False
-        await jobs.enqueue(conn, CREATE_CASE_JOB, payload)
-    return True
 
 
 async def create_case(pool: asyncpg.Pool, message: SlackMessage) -> Intake:

@@ -18,13 +18,11 @@ import asyncpg
 import structlog
 
 from db import article_drafts as drafts_db
-from db import jobs
 from db import kb as kb_db
 from db import kb_gaps as gaps_db
 from db.locks import advisory_lock
 from db.pool import transaction
-from db.review import first_delivery
-from pipelines.jobs import ArticleAction, ArticleActionRequest, JobName
+from pipelines.jobs import ArticleAction, ArticleActionRequest
 from pipelines.kb.documents import Article, ArticleMeta, chunk
 from pipelines.kb.ingest import embed_pending
 from pipelines.learning.article_html import storage_html
@@ -44,14 +42,6 @@ class ArticleOutcome:
     decided_at: datetime | None = None
     article_id: UUID | None = None
 
-
-async def submit(pool: asyncpg.Pool, delivery_id: str, request: ArticleActionRequest) -> bool:
-    """Queue the click's job unless its delivery id was seen (a redelivery); True if queued."""
-    async with transaction(pool) as conn:
-        if not await first_delivery(conn, delivery_id):
-            return False
-        await jobs.enqueue(conn, JobName.ARTICLE_ACTION, request.payload())
-    return True
 
 
 async def apply(pool: asyncpg.Pool, request: ArticleActionRequest, *, embedder: Embedder | None,
