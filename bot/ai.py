@@ -15,6 +15,7 @@ from bot import clients
 from bot.model_tiers import model_for
 from bot.settings import Settings
 from pipelines.adapters.local_embedder import local_embeddings_available
+from pipelines.adapters.multilingual_embedder import multilingual_available
 from pipelines.jobs import BulkJob
 from pipelines.ports import Drafter, Embedder, StructuredLLM, Triager
 from pipelines.privacy.policy import guard_embedder
@@ -52,6 +53,13 @@ def build_embedder(settings: Settings, mode: str | None = None) -> Embedder | No
     if mode == "local":
         return LocalEmbedder(settings.local_embedding_model)
     return None
+
+
+def build_multilingual_embedder(settings: Settings) -> Embedder | None:
+    """The multilingual embedder for KB search, when MULTILINGUAL_SEARCH is on and it is installed."""
+    from pipelines.adapters.multilingual_embedder import MultilingualEmbedder
+
+    return MultilingualEmbedder() if settings.multilingual_search and multilingual_available() else None
 
 
 def budgeted(llm: StructuredLLM, settings: Settings, pool: asyncpg.Pool) -> StructuredLLM:

@@ -10,7 +10,7 @@ import asyncpg
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import clients
-from bot.ai import build_drafter, build_embedder, build_triager
+from bot.ai import build_drafter, build_embedder, build_multilingual_embedder, build_triager
 from bot.runtime.metrics import Metrics
 from bot.services.alerts import UrgentAlertService
 from bot.services.articles import SlackArticleService, confluence_pages
@@ -38,6 +38,7 @@ class Deps:
     metrics: Metrics
     taxonomy: Taxonomy | None = None
     embedder: Embedder | None = None
+    multilingual: Embedder | None = None  # KB search's second vector, for questions not in English
     triager: Triager | None = None
     mailbox: Mailbox | None = None
     drafter: Drafter | None = None
@@ -94,6 +95,7 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
         metrics=Metrics(),
         taxonomy=taxonomy,
         embedder=embedder,
+        multilingual=build_multilingual_embedder(settings),
         triager=build_triager(settings, pool, taxonomy, embedder),
         mailbox=mailbox,
         drafter=build_drafter(settings, pool),
@@ -114,9 +116,10 @@ def with_slack(deps: Deps, client: AsyncWebClient, tracker: Tracker | None = Non
         deps, slack=client, alerts=alerts,
         incidents=IncidentAlertService(pool, client, settings, alert_tracker, alerts),
         review=SlackReviewService(pool, client, settings, deps.sender, tracker, deps.taxonomy, alerts),
-        home=SlackHomeService(pool, client, settings), commands=SlackCommandService(pool, deps.embedder),
+        home=SlackHomeService(pool, client, settings), commands=SlackCommandService(pool, deps.embedder, deps.multilingual),
         review_sla=ReviewSlaService(pool, client, settings),
         daily_report=DailyReportService(pool, client),
         budgets=BudgetAlertService(pool, client, settings.slack_alerts_channel, settings.zone),
-        articles=SlackArticleService(pool, client, settings, deps.embedder, confluence_pages(settings)),
+        articles=SlackArticleService(pool, client, settings, deps.embedder, confluence_pages(settings),
+                                     multilingual=deps.multilingual),
     )

@@ -77,7 +77,7 @@ async def _draft(deps: Deps, payload: bytes) -> None:
     if deps.drafter is None or deps.taxonomy is None:
         raise RuntimeError("this worker has no drafter")
     await draft_case(deps.pool, deps.drafter, deps.embedder, deps.taxonomy, deps.draft_policy,
-                     CaseJob.from_payload(payload).case_id)
+                     CaseJob.from_payload(payload).case_id, multilingual=deps.multilingual)
 
 
 async def _send_reply(deps: Deps, payload: bytes) -> None:
@@ -166,7 +166,7 @@ async def _resolve_quiet(deps: Deps, payload: bytes) -> None:
 async def _retrain(deps: Deps, payload: bytes) -> None:
     from pipelines.learning.retrain import retrain_if_due  # scikit-learn and SciPy, only where it runs
 
-    await retrain_if_due(deps.pool, deps.embedder, deps.settings.retrain_min_new_examples)
+    await retrain_if_due(deps.pool, deps.embedder, deps.settings.retrain_min_new_examples, deps.taxonomy)
 
 
 async def _daily_report(deps: Deps, payload: bytes) -> None:

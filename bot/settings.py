@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     openai_embedding_model: str = "text-embedding-3-small"
     embeddings: Literal["auto", "openai", "local", "none"] = "auto"
     local_embedding_model: str = "all-MiniLM-L6-v2"
+    # A second, multilingual vector per KB chunk (Universal Sentence Encoder multilingual, in the
+    # `local` extra) ranks the articles for a question not in English, next to the vectors above.
+    multilingual_search: bool = True
     # Personal data replaced by placeholders before any AI provider sees it (README "Redaction").
     pii_redaction: bool = True
     # More types to redact, `NAME: regex;;NAME: regex` (group 1 if any is what is replaced).

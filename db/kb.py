@@ -21,6 +21,17 @@ Change = Literal["created", "updated", "unchanged"]
 RRF_K = 60
 # Each ranking contributes this many chunks per wanted result before fusion.
 CANDIDATES_PER_RESULT = 8
+# The multilingual ranking (non-English queries only) counts this many times a ranking of its own:
+# the English-only vector ranking and the full text mostly miss a German or French question's
+# article, so the one ranking that understands it has to outweigh them. Measured with `cx eval kb`
+# on samples/kb-eval/tune.yaml (14 German, 14 French of 135 questions; recall@1/@3, MiniLM):
+#   without the ranking: German 0.14/0.57, French 0.36/0.57, all 0.593/0.785 (MRR 0.706)
+#   weight 2:            German 0.57/0.79, French 0.43/0.71, all 0.644/0.822 (MRR 0.754)
+#   weight 3:            German 0.71/0.79, French 0.50/0.79, all 0.667/0.830 (MRR 0.767)
+#   weight 5:            German 0.57/0.86, French 0.57/0.79, all 0.659/0.837 (MRR 0.768)
+# 3 and 5 tie on MRR; 3 has the better recall@1 and leans less on one ranking when the language
+# was guessed wrong. English questions never use it (pipelines/kb/search.py).
+MULTILINGUAL_WEIGHT = 3
 # Full-text candidates: at most this many matches of the query's rarest words are ranked ...
 TEXT_MATCH_BUDGET = 1000
 # ... and the best of them by ts_rank are scored by BM25 (which reads every candidate's whole
@@ -84,15 +95,23 @@ async def upsert_article(conn: Connection, article: ArticleRow, chunks: Sequence
         article.source, article.source_id, article.title, article.body, article.category, article.subcategory,
         article.tags, article.url, article.content_hash, article.status,
     )
-    old = await conn.fetch("DELETE FROM kb_chunks WHERE article_id = $1 RETURNING content_hash, embedding", article_id)
+    old = await conn.fetch(
+        "DELETE FROM kb_chunks WHERE article_id = $1 RETURNING content_hash, embedding, embedding_multilingual",
+        article_id,
+    )
+    # Both vectors are computed from the chunk's heading and text, which its hash covers.
     kept = {r["content_hash"]: r["embedding"] for r in old if r["embedding"] is not None}
+    kept_multilingual = {r["content_hash"]: r["embedding_multilingual"] for r in old
+                         if r["embedding_multilingual"] is not None}
     await conn.executemany(
         """
-        INSERT INTO kb_chunks (article_id, ordinal, heading, content, token_count, content_hash, embedding, title_terms)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        INSERT INTO kb_chunks (article_id, ordinal, heading, content, token_count, content_hash, embedding, title_terms,
+                               embedding_multilingual)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         """,
         [(article_id, c.ordinal, c.heading, c.content, c.token_count, c.content_hash, kept.get(c.content_hash),
-          " ".join([article.title, *article.tags]).replace("_", " ")) for c in chunks],
+          " ".join([article.title, *article.tags]).replace("_", " "), kept_multilingual.get(c.content_hash))
+         for c in chunks],
     )
     return article_id, "created" if current is None else "updated"
 
@@ -149,10 +168,30 @@ async def set_chunk_embeddings(conn: Connection, ids: Sequence[UUID], vectors: n
     )
 
 
+async def unembedded_multilingual_chunks(conn: Connection, limit: int) -> list[tuple[UUID, str, str]]:
+    """(chunk_id, heading, content) of chunks that have no multilingual vector yet."""
+    rows = await conn.fetch(
+        "SELECT chunk_id, heading, content FROM kb_chunks WHERE embedding_multilingual IS NULL "
+        "ORDER BY article_id, ordinal LIMIT $1",
+        limit,
+    )
+    return [(r["chunk_id"], r["heading"], r["content"]) for r in rows]
+
+
+async def set_multilingual_embeddings(conn: Connection, ids: Sequence[UUID], vectors: np.ndarray) -> None:
+    await conn.executemany(
+        "UPDATE kb_chunks SET embedding_multilingual = $2, updated_at = now() WHERE chunk_id = $1",
+        list(zip(ids, list(vectors))),
+    )
+
+
 async def clear_embeddings(conn: Connection) -> int:
-    """Forget every stored vector (knowledge base, labelled examples, cases) and the embedding
-    space, so that the next run embeds everything with the configured model."""
-    result = await conn.execute("UPDATE kb_chunks SET embedding = NULL WHERE embedding IS NOT NULL")
+    """Forget every stored vector (knowledge base, both kinds; labelled examples; cases) and the
+    embedding space, so that the next run embeds everything with the configured model."""
+    result = await conn.execute(
+        "UPDATE kb_chunks SET embedding = NULL, embedding_multilingual = NULL "
+        "WHERE embedding IS NOT NULL OR embedding_multilingual IS NOT NULL"
+    )
     await conn.execute("UPDATE labelled_examples SET embedding = NULL WHERE embedding IS NOT NULL")
     await conn.execute("DELETE FROM case_embeddings")
     await conn.execute("DELETE FROM embedding_space")
@@ -216,6 +255,22 @@ def vector_ranking(dims: int, vector: str, limit: str, filters: str) -> str:
             SELECT c.chunk_id, c.article_id, c.embedding::vector({dims}) <=> {vector}::vector({dims}) AS distance
             FROM kb_chunks c JOIN kb_articles a USING (article_id)
             WHERE vector_dims(c.embedding) = {dims} AND a.status = 'published'{filters}
+            ORDER BY distance
+            LIMIT {limit}
+        ) nearest
+    ),"""
+
+
+def multilingual_ranking(vector: str, limit: str, filters: str) -> str:
+    """The `multilingual_ranked` CTE: the `limit` chunks nearest to the `vector` parameter by their
+    multilingual vectors, ranked as vector_ranking ranks."""
+    return f"""
+    multilingual_ranked AS (
+        SELECT chunk_id, article_id, row_number() OVER (ORDER BY distance) AS rank
+        FROM (
+            SELECT c.chunk_id, c.article_id, c.embedding_multilingual <=> {vector}::vector AS distance
+            FROM kb_chunks c JOIN kb_articles a USING (article_id)
+            WHERE c.embedding_multilingual IS NOT NULL AND a.status = 'published'{filters}
             ORDER BY distance
             LIMIT {limit}
         ) nearest
@@ -291,13 +346,7 @@ text_scored AS (
 text_ranked AS (
     SELECT chunk_id, article_id, row_number() OVER (ORDER BY score DESC, chunk_id) AS rank FROM text_scored
 ),
-fused AS (
-    SELECT chunk_id, article_id, sum(1.0::float8 / ({rrf} + rank)) AS score,
-           min(rank) FILTER (WHERE source = 'v') AS vector_rank, min(rank) FILTER (WHERE source = 't') AS text_rank
-    FROM (SELECT chunk_id, article_id, rank, 'v' AS source FROM vector_ranked
-          UNION ALL SELECT chunk_id, article_id, rank, 't' FROM text_ranked) ranked
-    GROUP BY chunk_id, article_id
-),
+{fused}
 best AS (
     SELECT DISTINCT ON (article_id) article_id, chunk_id, score, vector_rank, text_rank
     FROM fused
@@ -319,30 +368,56 @@ FROM top t JOIN kb_chunks c USING (chunk_id)
 ORDER BY t.score DESC, t.title
 """
 
+_FUSED = """fused AS (
+    SELECT chunk_id, article_id, sum(1.0::float8 / ({rrf} + rank)) AS score,
+           min(rank) FILTER (WHERE source = 'v') AS vector_rank, min(rank) FILTER (WHERE source = 't') AS text_rank
+    FROM (SELECT chunk_id, article_id, rank, 'v' AS source FROM vector_ranked
+          UNION ALL SELECT chunk_id, article_id, rank, 't' FROM text_ranked) ranked
+    GROUP BY chunk_id, article_id
+),"""
+
+_FUSED_MULTILINGUAL = """fused AS (
+    SELECT chunk_id, article_id, sum(weight / ({rrf} + rank)) AS score,
+           min(rank) FILTER (WHERE source = 'v') AS vector_rank, min(rank) FILTER (WHERE source = 't') AS text_rank
+    FROM (SELECT chunk_id, article_id, rank, 'v' AS source, 1.0::float8 AS weight FROM vector_ranked
+          UNION ALL SELECT chunk_id, article_id, rank, 't', 1.0::float8 FROM text_ranked
+          UNION ALL SELECT chunk_id, article_id, rank, 'm', {weight}::float8 FROM multilingual_ranked) ranked
+    GROUP BY chunk_id, article_id
+),"""
+
 
 @functools.cache
-def search_statement(dims: int | None, *, category: bool, tags: bool) -> str:
-    """The search statement for a vector of `dims` (None: full text only) and the filters given.
-    Parameters: $1 query text, $2 candidates per ranking, $3 k, $4 preferred subcategory, then
-    the vector, the category and the tags, each only if there is one."""
+def search_statement(dims: int | None, *, category: bool, tags: bool, multilingual: bool = False) -> str:
+    """The search statement for a vector of `dims` (None: full text only), with or without a
+    multilingual vector, and the filters given. Parameters: $1 query text, $2 candidates per
+    ranking, $3 k, $4 preferred subcategory, then the vector, the multilingual vector, the category
+    and the tags, each only if there is one. Without a multilingual vector it is the statement the
+    product ran before it had one (bench/kb_search.py measures that)."""
     params = iter(f"${n}" for n in itertools.count(5))
     vector = next(params) if dims else None
+    multilingual_vector = next(params) if multilingual else None
     filters = _filters(next(params) if category else None, next(params) if tags else None)
+    ranked = vector_ranking(dims, vector, "$2", filters) if dims and vector else _NO_VECTOR
+    fused = _FUSED.format(rrf=RRF_K)
+    if multilingual_vector:
+        ranked += multilingual_ranking(multilingual_vector, "$2", filters)
+        fused = _FUSED_MULTILINGUAL.format(rrf=RRF_K, weight=MULTILINGUAL_WEIGHT)
     return _SEARCH.format(
-        vector=vector_ranking(dims, vector, "$2", filters) if dims and vector else _NO_VECTOR, filters=filters,
-        rrf=RRF_K, text_candidates=TEXT_CANDIDATES, budget=TEXT_MATCH_BUDGET,
+        vector=ranked, fused=fused, filters=filters, rrf=RRF_K, text_candidates=TEXT_CANDIDATES,
+        budget=TEXT_MATCH_BUDGET,
     )
 
 
 def search_call(
     query: str, vector: np.ndarray | None, k: int, *, category: str | None = None,
     tags: Sequence[str] | None = None, prefer_subcategory: str | None = None,
+    multilingual: np.ndarray | None = None,
 ) -> tuple[str, list[object]]:
     """hybrid_search's statement and its arguments."""
     sql = search_statement(int(vector.shape[0]) if vector is not None else None, category=bool(category),
-                           tags=bool(tags))
+                           tags=bool(tags), multilingual=multilingual is not None)
     args = [query, k * CANDIDATES_PER_RESULT, k, prefer_subcategory]
-    args += [a for a in (vector, category, list(tags) if tags else None) if a is not None]
+    args += [a for a in (vector, multilingual, category, list(tags) if tags else None) if a is not None]
     return sql, args
 
 
@@ -355,11 +430,14 @@ async def hybrid_search(
     category: str | None = None,
     tags: Sequence[str] | None = None,
     prefer_subcategory: str | None = None,
+    multilingual: np.ndarray | None = None,
 ) -> list[Hit]:
     """The k best articles for `query`, each with its best chunk, by reciprocal-rank fusion of the
-    vector ranking (HNSW), the full-text ranking and, for a triaged case, its subcategory.
-    Without a vector, full text alone. Expects SESSION_SETTINGS on the connection."""
-    sql, args = search_call(query, vector, k, category=category, tags=tags, prefer_subcategory=prefer_subcategory)
+    vector ranking (HNSW), the full-text ranking, the multilingual vector ranking when a
+    `multilingual` query vector is given (MULTILINGUAL_WEIGHT) and, for a triaged case, its
+    subcategory. Without a vector, full text alone. Expects SESSION_SETTINGS on the connection."""
+    sql, args = search_call(query, vector, k, category=category, tags=tags, prefer_subcategory=prefer_subcategory,
+                            multilingual=multilingual)
     rows = await conn.fetch(sql, *args)
     return [
         Hit(
@@ -370,6 +448,41 @@ async def hybrid_search(
         )
         for r in rows
     ]
+
+
+_VECTOR_SEARCH = """
+WITH {vector}
+best AS (
+    SELECT DISTINCT ON (article_id) article_id, chunk_id, rank FROM vector_ranked ORDER BY article_id, rank
+)
+SELECT b.article_id, b.chunk_id, b.rank, a.title, a.url, a.category, a.subcategory, c.heading, c.content
+FROM best b JOIN kb_articles a USING (article_id) JOIN kb_chunks c USING (chunk_id)
+ORDER BY b.rank
+LIMIT $3
+"""
+
+
+async def vector_search(conn: Connection, vector: np.ndarray, k: int) -> list[Hit]:
+    """The k best articles by hybrid_search's vector ranking alone (same candidates), each by its
+    nearest chunk, scored by what that ranking adds to the fusion. For measuring the vector leg."""
+    dims = int(vector.shape[0])
+    sql = _VECTOR_SEARCH.format(vector=vector_ranking(dims, "$1", "$2", ""))
+    rows = await conn.fetch(sql, vector, k * CANDIDATES_PER_RESULT, k)
+    return [
+        Hit(
+            article_id=r["article_id"], title=r["title"], url=r["url"], category=r["category"],
+            subcategory=r["subcategory"], chunk_id=r["chunk_id"], heading=r["heading"], content=r["content"],
+            snippet=snippet(r["content"], []), score=1.0 / (RRF_K + r["rank"]), vector_rank=r["rank"],
+            text_rank=None,
+        )
+        for r in rows
+    ]
+
+
+async def source_ids(conn: Connection) -> dict[UUID, str]:
+    """article_id -> source id of every published article."""
+    rows = await conn.fetch("SELECT article_id, source_id FROM kb_articles WHERE status = 'published'")
+    return {r["article_id"]: r["source_id"] for r in rows}
 
 
 async def log_search(

@@ -49,6 +49,7 @@ async def save(
     payload: bytes,
     status: Literal["active", "rejected"] = "active",
     cv_accuracy: float | None = None,
+    history_key: str | None = None,
 ) -> UUID:
     """Store a model. An active one retires the previous active one in the same transaction."""
     async with conn.transaction():
@@ -57,10 +58,10 @@ async def save(
             await conn.execute("UPDATE triage_models SET status = 'retired' WHERE status = 'active'")
         model_id: UUID = await conn.fetchval(
             "INSERT INTO triage_models (kind, embedding_model, labels, n_examples, examples_until, train_seconds, "
-            "metrics, payload, status, cv_accuracy) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10) "
-            "RETURNING model_id",
+            "metrics, payload, status, cv_accuracy, history_key) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11) RETURNING model_id",
             kind, embedding_model, labels, n_examples, examples_until, train_seconds, json.dumps(metrics), payload,
-            status, cv_accuracy,
+            status, cv_accuracy, history_key,
         )
     return model_id
 
@@ -81,6 +82,11 @@ async def active_summary(conn: Connection) -> ModelSummary | None:
     return ModelSummary(**dict(row)) if row else None
 
 
+async def active_history_key(conn: Connection) -> str | None:
+    key: str | None = await conn.fetchval("SELECT history_key FROM triage_models WHERE status = 'active'")
+    return key
+
+
 async def active_id(conn: Connection) -> UUID | None:
     model_id: UUID | None = await conn.fetchval("SELECT model_id FROM triage_models WHERE status = 'active'")
     return model_id
@@ -95,11 +101,44 @@ async def load(conn: Connection, model_id: UUID) -> StoredModel | None:
     return StoredModel(**{**dict(row), "labels": list(row["labels"])}) if row else None
 
 
+@dataclass(frozen=True)
+class ReusedModel:
+    model_id: UUID
+    kind: str
+    labels: int
+    n_examples: int
+    created_at: datetime
+    was_active: bool
+
+
+async def reuse(conn: Connection, history_key: str) -> ReusedModel | None:
+    """Make the model trained on this history key active, if one is stored: the active one, else
+    the newest that served before (retired). A rejected candidate lost its gate: never. Returns it."""
+    async with conn.transaction():
+        await transaction_lock(conn, _SWITCH)
+        row = await conn.fetchrow(
+            "SELECT model_id, kind, cardinality(labels) AS labels, n_examples, created_at, "
+            "status = 'active' AS was_active FROM triage_models "
+            "WHERE history_key = $1 AND status IN ('active', 'retired') "
+            "ORDER BY status = 'active' DESC, created_at DESC LIMIT 1",
+            history_key,
+        )
+        if row is None:
+            return None
+        if not row["was_active"]:
+            await conn.execute("UPDATE triage_models SET status = 'retired' WHERE status = 'active'")
+            await conn.execute("UPDATE triage_models SET status = 'active' WHERE model_id = $1", row["model_id"])
+    return ReusedModel(**dict(row))
+
+
 async def prune(conn: Connection, keep: int = 2) -> int:
-    """Drop all but the active model and the newest `keep` others (retired or rejected): they are large."""
+    """Drop all but the active model, the newest `keep` retired and the newest `keep` rejected ones:
+    they are large. Counted apart, so that rejected candidates never push out the models that served
+    before, which `reuse` brings back when the history returns to what they were trained on."""
     dropped: int = await conn.fetchval(
-        "WITH old AS (DELETE FROM triage_models WHERE status <> 'active' AND model_id NOT IN "
-        "(SELECT model_id FROM triage_models WHERE status <> 'active' ORDER BY created_at DESC LIMIT $1) "
+        "WITH ranked AS (SELECT model_id, row_number() OVER (PARTITION BY status ORDER BY created_at DESC) AS n "
+        "FROM triage_models WHERE status <> 'active'), "
+        "old AS (DELETE FROM triage_models WHERE model_id IN (SELECT model_id FROM ranked WHERE n > $1) "
         "RETURNING 1) SELECT count(*) FROM old",
         keep,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -53,6 +54,21 @@ class Taxonomy(BaseModel):
     def is_valid(self, category: str, subcategory: str | None) -> bool:
         spec = self.categories.get(category)
         return spec is not None and (subcategory is None or subcategory in spec.subcategories)
+
+    def described(self, labels: Iterable[str]) -> list[tuple[str, str]]:
+        """(description, label) for each of `labels` the taxonomy describes: a subcategory's own
+        line, or a category's description for a category label."""
+        out = []
+        for label in sorted(set(labels)):
+            resolved = self.resolve(label)
+            if resolved is None:
+                continue
+            category, sub = resolved
+            spec = self.categories[category]
+            text = spec.subcategories[sub] if sub else spec.description
+            if text.strip():
+                out.append((text.strip(), label))
+        return out
 
     @property
     def labels(self) -> list[str]:

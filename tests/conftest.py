@@ -20,6 +20,7 @@ from db.pool import create_pool
 from pipelines.adapters.gmail_mailbox import GmailMailbox
 from tests.fakes.gmail import FakeGmail
 from tests.fakes.slack import FakeSlack
+from tests.support.cases import import_demo_kb
 from tests.support.slack import REVIEWERS
 
 TEMPLATE = "cx_template"
@@ -99,6 +100,27 @@ def make_settings(tmp_path: Path, dsn: str) -> Callable[..., Settings]:
         return load_settings(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The local embedder (the `local` extra), loaded once for the session."""
+    from pipelines.adapters.local_embedder import LocalEmbedder
+
+    return LocalEmbedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+async def demo_kb(pg_admin_url: str, template_url: str, minilm) -> AsyncIterator[asyncpg.Pool]:
+    """A database of the module's own with samples/kb imported and embedded with MiniLM, once for its tests."""
+    async for url in _scratch_database(pg_admin_url, "kbdemo", TEMPLATE):
+        pool = await create_pool(url, min_size=1, max_size=4)
+        try:
+            report = await import_demo_kb(pool, minilm)
+            assert report.changes == {"created": 24}
+            yield pool
+        finally:
+            await pool.close()
 
 
 @pytest.fixture

@@ -38,7 +38,8 @@ async def history(pool, topics=TOPICS) -> None:
         await add_case(pool, f"Question about {topic}", "cards", topic.replace(" ", "_"),
                        at=YESTERDAY - timedelta(minutes=i), reply=reply(topic))
     await add_case(pool, "Where is my transfer?", "transfers", "private", at=YESTERDAY, reply=f"Hi Bo,\n\n{PRIVATE * 2}")
-    await add_case(pool, "And today?", "cards", "today", at=datetime.now(UTC) - timedelta(hours=2),
+    # Sent now: "two hours ago" was yesterday when the suite ran just after midnight UTC.
+    await add_case(pool, "And today?", "cards", "today", at=datetime.now(UTC),
                    reply=f"Hi Cy,\n\n{TODAY * 2}")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -15,10 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
-from bot.runtime.database import with_database
 from db import kb as kb_db
 from db.embedding_space import EmbeddingSpaceMismatch
-from db.pool import create_pool, transaction
+from db.pool import transaction
 from pipelines.kb.documents import (
     CHUNK_WORDS,
     OVERLAP_WORDS,
@@ -404,36 +402,6 @@ async def test_another_model_is_refused_until_reembed(pool, tmp_path):
 
 
 # ---- 5 & 6. search quality, filters and the search log on the demo knowledge base ------------------------------
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    from pipelines.adapters.local_embedder import LocalEmbedder
-
-    return LocalEmbedder("all-MiniLM-L6-v2")
-
-
-@pytest.fixture(scope="module")
-async def demo_kb(pg_admin_url: str, template_url: str, minilm) -> AsyncIterator[asyncpg.Pool]:
-    """samples/kb imported and embedded with the local MiniLM once for the module's tests."""
-    name = f"kbdemo_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE cx_template")
-    finally:
-        await admin.close()
-    pool = await create_pool(with_database(pg_admin_url, name), min_size=1, max_size=4)
-    try:
-        report = await ingest(pool, load(SAMPLES), minilm)
-        assert report.changes == {"created": 24}
-        yield pool
-    finally:
-        await pool.close()
-        admin = await asyncpg.connect(pg_admin_url)
-        try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await admin.close()
 
 
 async def misses(pool: asyncpg.Pool, embedder, k: int = 3) -> list[str]:

@@ -104,13 +104,6 @@ async def test_kb_gap_max_score_overrides_the_calibrated_threshold(pool):
     assert weak_below(None, None) == WEAK_BELOW_TEXT and weak_below(object(), None) == WEAK_BELOW_VECTOR  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from pipelines.adapters.local_embedder import LocalEmbedder
-
-    return LocalEmbedder("all-MiniLM-L6-v2")
-
-
 async def test_with_embeddings_the_vector_scale_decides(pool, minilm):
     from pipelines.kb.ingest import embed_pending
 

@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from bot.ai import build_drafter, build_embedder, build_triager
+from bot.ai import build_drafter, build_embedder, build_multilingual_embedder, build_triager
+from bot.cli.triage import training_outcome, training_progress
 from bot.detection import detect
 from bot.services.incidents import IncidentAlertService
 from bot.services.review import SlackReviewService
@@ -65,11 +66,13 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console, *, inbo
         has_model = await triage_models.active_id(conn) is not None
     if added or not has_model:
         out.print(f"Training the local triager ({'embeddings: ' + embedder.model if embedder else 'no embeddings'})…")
-        report = await train_local(pool, embedder)
-        out.print(f"Trained on {report.examples} examples, {report.labels} labels, in {report.seconds:.0f} s.")
+        with training_progress() as progress:
+            report = await train_local(pool, embedder, progress=progress, taxonomy=taxonomy)
+        out.print(training_outcome(report, settings), highlight=False)
 
     articles = [a for path, root in collect([KNOWLEDGE_BASE]) for a in read_file(path, root)]
-    kb = await ingest(pool, articles, embedder)
+    multilingual = build_multilingual_embedder(settings)
+    kb = await ingest(pool, articles, embedder, multilingual=multilingual)
     out.print(f"Knowledge base: {len(articles)} articles from {KNOWLEDGE_BASE} "
               f"({kb.changes['created']} new, {kb.changes['updated']} changed, {kb.chunks_embedded} chunks embedded).")
 
@@ -94,7 +97,7 @@ async def run_demo(settings: Settings, pool: asyncpg.Pool, out: Console, *, inbo
     async with pool.acquire() as conn:
         drafting = await ids_in_status(conn, CaseStatus.DRAFTING)
     for case_id in drafting:
-        await draft_case(pool, drafter, embedder, taxonomy, policy, case_id)
+        await draft_case(pool, drafter, embedder, taxonomy, policy, case_id, multilingual=multilingual)
 
     async with pool.acquire() as conn:
         cases = await list_cases(conn)

@@ -16,7 +16,7 @@ from bot.cli.common import UsageError, command, out, settings_from_env
 from bot.cli.detect import alerts_app, detect_app
 from bot.cli.health import Check, run_checks
 from bot.cli.intake import cases_app, intake_app
-from bot.cli.kb import kb_app
+from bot.cli.kb import eval_kb, kb_app
 from bot.cli.metrics import metrics_app
 from bot.cli.pii import pii_app
 from bot.cli.report import report_app
@@ -42,6 +42,7 @@ app.add_typer(intake_app, name="intake")
 app.add_typer(cases_app, name="cases")
 app.add_typer(triage_app, name="triage")
 app.add_typer(eval_app, name="eval")
+eval_app.command("kb")(eval_kb)
 app.add_typer(kb_app, name="kb")
 app.add_typer(detect_app, name="detect")
 app.add_typer(alerts_app, name="alerts")

@@ -43,9 +43,9 @@ def confluence_pages(settings: Settings) -> ArticlePages | None:
 
 class SlackArticleService(ArticleService):
     def __init__(self, pool: asyncpg.Pool, client: AsyncWebClient, settings: Settings, embedder: Embedder | None,
-                 pages: ArticlePages | None = None) -> None:
+                 pages: ArticlePages | None = None, multilingual: Embedder | None = None) -> None:
         self._pool, self._client, self._settings = pool, client, settings
-        self._embedder, self._pages = embedder, pages
+        self._embedder, self._pages, self._multilingual = embedder, pages, multilingual
         self._reviewers = ReviewerCheck(client, group=settings.slack_reviewer_group,
                                         channel=settings.slack_review_channel)
 
@@ -104,6 +104,7 @@ class SlackArticleService(ArticleService):
             await tell(self._client, channel=request.channel, user=request.reviewer, text=refusal_text(request.reviewer))
             return
         outcome = await article_actions.apply(self._pool, request, embedder=self._embedder, pages=self._pages,
+                                              multilingual=self._multilingual,
                                               space_key=self._settings.confluence_space_key)
         log.info("article.action", action=request.action.value, reviewer=request.reviewer,
                  draft_id=str(request.draft_id), done=outcome.done, status=outcome.status)

@@ -55,8 +55,8 @@ def queue_size(counts: case_lookup.QueueCounts, now: datetime) -> QueueSize:
 
 
 class SlackCommandService(CommandService):
-    def __init__(self, pool: asyncpg.Pool, embedder: Embedder | None) -> None:
-        self._pool, self._embedder = pool, embedder
+    def __init__(self, pool: asyncpg.Pool, embedder: Embedder | None, multilingual: Embedder | None = None) -> None:
+        self._pool, self._embedder, self._multilingual = pool, embedder, multilingual
 
     async def find_case(self, query: CaseQuery) -> CaseAnswer:
         if query.kind is QueryKind.ID:
@@ -76,7 +76,8 @@ class SlackCommandService(CommandService):
                        queue=queue_size(queue, datetime.now(UTC)))
 
     async def search_kb(self, query: str, k: int) -> list[KbResult]:
-        hits = await kb_search.search(self._pool, self._embedder, query, k=k, origin="slack")
+        hits = await kb_search.search(self._pool, self._embedder, query, k=k, origin="slack",
+                                      multilingual=self._multilingual)
         return [_view(KbResult, hit) for hit in hits]
 
     async def share_kb(self, delivery_id: str, share: KbShare) -> list[KbResult] | None:

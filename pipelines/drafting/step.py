@@ -57,6 +57,8 @@ async def draft_case(
     taxonomy: Taxonomy,
     policy: DraftPolicy,
     case_id: UUID,
+    *,
+    multilingual: Embedder | None = None,
 ) -> DraftOutcome | None:
     """Draft a reply for a case in `drafting`; None if it has moved on (a retried job does nothing)."""
     async with pool.acquire() as conn:
@@ -76,7 +78,7 @@ async def draft_case(
         subject, body = private.input.subject, private.input.body
         query = f"{subject}\n{body}" if subject else body
         hits = await search(pool, embedder, query[:2000], ARTICLES, prefer_subcategory=case.subcategory,
-                            case_id=case_id)
+                            case_id=case_id, multilingual=multilingual)
         draft = await drafter.draft(replace(private.input, articles=hits, house_examples=examples))
 
     category = taxonomy.categories.get(case.category or "")

@@ -15,6 +15,7 @@ from db.pool import transaction
 from pipelines.embedding_backfill import backfill
 from pipelines.kb.documents import Article, chunk, embedding_text
 from pipelines.ports import Embedder
+from pipelines.usage import failed_calls_recorded, record_usage
 
 EMBED_BATCH = 256
 
@@ -23,6 +24,7 @@ EMBED_BATCH = 256
 class IngestReport:
     changes: Counter[str] = field(default_factory=Counter)  # created / updated / unchanged
     chunks_embedded: int = 0
+    chunks_embedded_multilingual: int = 0
 
 
 def _row(article: Article) -> kb_db.ArticleRow:
@@ -66,19 +68,50 @@ async def _unembedded(conn: Connection, limit: int) -> list[tuple[UUID, str]]:
             for chunk_id, heading, content in await kb_db.unembedded_chunks(conn, limit)]
 
 
+async def embed_pending_multilingual(
+    pool: asyncpg.Pool, multilingual: Embedder, progress: Callable[[int], None] | None = None
+) -> int:
+    """Give every chunk that has none its multilingual vector, from the same text as its other
+    vector; returns how many. Not backfill(): this model is not the deployment's embedding space
+    (db/embedding_space), its vectors have a column of their own."""
+    done = 0
+    while True:
+        async with pool.acquire() as conn:
+            todo = await kb_db.unembedded_multilingual_chunks(conn, EMBED_BATCH)
+        if not todo:
+            return done
+        async with failed_calls_recorded(pool, step="kb_embed"):
+            vectors, usage = await multilingual.embed([embedding_text(heading, content) for _, heading, content in todo])
+        async with pool.acquire() as conn, conn.transaction():
+            await kb_db.set_multilingual_embeddings(conn, [chunk_id for chunk_id, _, _ in todo], vectors)
+            await record_usage(conn, [usage], step="kb_embed")
+        done += len(todo)
+        if progress is not None:
+            progress(len(todo))
+
+
 async def ingest(
     pool: asyncpg.Pool, articles: Sequence[Article], embedder: Embedder | None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, *, multilingual: Embedder | None = None,
 ) -> IngestReport:
     report = IngestReport(changes=await store_articles(pool, articles, progress))
     if embedder is not None:
         report.chunks_embedded = await embed_pending(pool, embedder)
+    if multilingual is not None:
+        report.chunks_embedded_multilingual = await embed_pending_multilingual(pool, multilingual)
     return report
 
 
-async def reembed(pool: asyncpg.Pool, embedder: Embedder, progress: Callable[[int], None] | None = None) -> int:
-    """Drop every stored vector and embed the knowledge base again with `embedder`. Labelled
-    examples are re-embedded at the next `cx triage train`."""
+async def reembed(
+    pool: asyncpg.Pool, embedder: Embedder, progress: Callable[[int], None] | None = None, *,
+    multilingual: Embedder | None = None,
+) -> int:
+    """Drop every stored vector and embed the knowledge base again with `embedder` (and its
+    multilingual vectors with `multilingual`). Labelled examples are re-embedded at the next
+    `cx triage train`."""
     async with transaction(pool) as conn:
         await kb_db.clear_embeddings(conn)
-    return await embed_pending(pool, embedder, progress)
+    done = await embed_pending(pool, embedder, progress)
+    if multilingual is not None:
+        await embed_pending_multilingual(pool, multilingual)
+    return done

@@ -24,7 +24,7 @@ from db.locks import advisory_lock
 from db.pool import transaction
 from pipelines.jobs import ArticleAction, ArticleActionRequest
 from pipelines.kb.documents import Article, ArticleMeta, chunk
-from pipelines.kb.ingest import embed_pending
+from pipelines.kb.ingest import embed_pending, embed_pending_multilingual
 from pipelines.learning.article_html import storage_html
 from pipelines.ports import ArticlePages, Embedder
 
@@ -45,13 +45,21 @@ class ArticleOutcome:
 
 
 async def apply(pool: asyncpg.Pool, request: ArticleActionRequest, *, embedder: Embedder | None,
-                pages: ArticlePages | None, space_key: str) -> ArticleOutcome:
+                pages: ArticlePages | None, space_key: str, multilingual: Embedder | None = None) -> ArticleOutcome:
     if request.action is ArticleAction.PUBLISH:
         return await publish(pool, request.draft_id, request.reviewer, embedder=embedder, pages=pages,
-                             space_key=space_key)
+                             space_key=space_key, multilingual=multilingual)
     if request.action is ArticleAction.DISCARD:
         return await discard(pool, request.draft_id, request.reviewer)
     return await edit(pool, request.draft_id, request.reviewer, title=request.title or "", body=request.body or "")
+
+
+async def _embed(pool: asyncpg.Pool, embedder: Embedder | None, multilingual: Embedder | None) -> None:
+    """The published article's chunks get their vectors: the deployment's and the multilingual one."""
+    if embedder is not None:
+        await embed_pending(pool, embedder)
+    if multilingual is not None:
+        await embed_pending_multilingual(pool, multilingual)
 
 
 def _as_is(draft: drafts_db.DraftRow | None) -> ArticleOutcome:
@@ -62,12 +70,12 @@ def _as_is(draft: drafts_db.DraftRow | None) -> ArticleOutcome:
 
 
 async def publish(pool: asyncpg.Pool, draft_id: UUID, reviewer: str, *, embedder: Embedder | None,
-                  pages: ArticlePages | None, space_key: str) -> ArticleOutcome:
+                  pages: ArticlePages | None, space_key: str, multilingual: Embedder | None = None) -> ArticleOutcome:
     async with advisory_lock(pool, f"article_draft:{draft_id}", wait=LOCK_WAIT_SECONDS) as conn:
         draft = await drafts_db.load(conn, draft_id)
         if draft is None or draft.status != "drafted":
-            if draft is not None and draft.status == "published" and embedder is not None:
-                await embed_pending(pool, embedder)  # a retried publish that failed while embedding
+            if draft is not None and draft.status == "published":
+                await _embed(pool, embedder, multilingual)  # a retried publish that failed while embedding
             return _as_is(draft)
         url = draft.confluence_url
         if pages is not None and draft.confluence_page_id is None:
@@ -95,8 +103,7 @@ async def publish(pool: asyncpg.Pool, draft_id: UUID, reviewer: str, *, embedder
             await gaps_db.set_status(conn, draft.opportunity_id, "resolved", article_id)
         await kb_db.refresh_statistics(conn)
         published = await drafts_db.load(conn, draft_id)
-    if embedder is not None:
-        await embed_pending(pool, embedder)
+    await _embed(pool, embedder, multilingual)
     log.info("article.published", draft_id=str(draft_id), article_id=str(article_id), reviewer=reviewer,
              confluence=url is not None)
     assert published is not None

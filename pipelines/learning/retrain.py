@@ -33,8 +33,9 @@ from db.pool import transaction
 from db.retrains import RetrainOutcome, examples_since_last_training, record
 from pipelines import model_thread
 from pipelines.ports import Embedder
+from pipelines.taxonomy import Taxonomy
 from pipelines.triage.local.model import LocalModel, Recipe, fit_cheap
-from pipelines.triage.local.triager import TrainingData, fit, store, training_data
+from pipelines.triage.local.triager import History, TrainingData, fit, read_history, store, training_data
 
 log = structlog.get_logger(__name__)
 
@@ -149,12 +150,12 @@ async def _active(pool: asyncpg.Pool, embedder: Embedder | None) -> tuple[triage
 
 
 async def retrain(pool: asyncpg.Pool, embedder: Embedder | None, *, folds: int = FOLDS,
-                  seed: int = SEED) -> RetrainOutcome:
+                  seed: int = SEED, history: History | None = None, taxonomy: Taxonomy | None = None) -> RetrainOutcome:
     """The RETRAIN job: train a candidate on every labelled example, measure both models, and make
     the candidate active only if it is not worse; otherwise store it as rejected. The switch, the
     candidate and the record of both figures are one transaction: a retry never leaves two active."""
     started_at, started = datetime.now(UTC), time.perf_counter()
-    data: TrainingData = await training_data(pool, embedder)
+    data: TrainingData = await training_data(pool, embedder, history=history, taxonomy=taxonomy)
     stored, current = await _active(pool, embedder)
     until = stored.examples_until if stored else None
     seen = np.array([until is not None and created <= until for created in data.created_at], dtype=bool)
@@ -177,8 +178,18 @@ async def retrain(pool: asyncpg.Pool, embedder: Embedder | None, *, folds: int =
     return outcome
 
 
-async def retrain_if_due(pool: asyncpg.Pool, embedder: Embedder | None, min_new: int) -> RetrainOutcome | None:
-    """The job's entry: a retried job whose retrain already committed finds nothing due and stops."""
+async def retrain_if_due(pool: asyncpg.Pool, embedder: Embedder | None, min_new: int,
+                         taxonomy: Taxonomy | None = None) -> RetrainOutcome | None:
+    """The job's entry: a retried job whose retrain already committed finds nothing due and stops.
+    Due, but with the same history key as the active model (examples rewritten to the same content),
+    it stops too: the candidate would be the active model again."""
     async with pool.acquire() as conn:
         due = await retrain_due(conn, min_new)
-    return None if due is None else await retrain(pool, embedder)
+        active_key = await triage_models.active_history_key(conn)
+    if due is None:
+        return None
+    history = await read_history(pool, embedder, taxonomy)
+    if history.key == active_key:
+        log.info("triage.retrain_skipped", reason="history unchanged", new_examples=due)
+        return None
+    return await retrain(pool, embedder, history=history, taxonomy=taxonomy)

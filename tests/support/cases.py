@@ -12,7 +12,7 @@ from pipelines.drafting.drafters import ExtractiveDrafter, FallbackDrafter
 from pipelines.drafting.step import DraftPolicy, draft_case
 from pipelines.intake.webhook import intake_webhook
 from pipelines.kb.documents import collect, read_file
-from pipelines.kb.ingest import ingest
+from pipelines.kb.ingest import IngestReport, ingest
 from pipelines.models import IntakeRequest
 from pipelines.replies.outbox import Sender
 from pipelines.triage.step import triage_case
@@ -28,9 +28,9 @@ async def new_case(pool, text="My transfer to my landlord has not arrived and I 
     return (await intake_webhook(pool, request, replay_key="k-" + text[:20])).case_id
 
 
-async def import_demo_kb(pool) -> None:
+async def import_demo_kb(pool, embedder=None) -> IngestReport:
     articles = [a for path, root in collect([ROOT / "samples" / "kb"]) for a in read_file(path, root)]
-    await ingest(pool, articles, None)
+    return await ingest(pool, articles, embedder)
 
 
 async def drafting_case(pool, *, confidence: float, label: str = "card_arrival", tier: str = "standard",

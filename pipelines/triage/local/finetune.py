@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.triage.local import progress as stages
 from pipelines.triage.local.encoder import MeanPoolEncoder, mean_pool
 
 
@@ -77,7 +78,7 @@ def _length_batches(texts: Sequence[str], size: int, rng: np.random.Generator) -
 
 
 def fine_tune(base_path: str, texts: Sequence[str], y: np.ndarray, n_labels: int, frozen: np.ndarray,
-              config: TuneConfig | None = None) -> TunedEncoder:
+              config: TuneConfig | None = None, progress: stages.TrainingProgress | None = None) -> TunedEncoder:
     """Fine-tune for `config.epochs`; the head starts at the frozen embeddings' label centroids."""
     import torch
     import torch.nn.functional as F
@@ -112,6 +113,8 @@ def fine_tune(base_path: str, texts: Sequence[str], y: np.ndarray, n_labels: int
     )
     targets = torch.as_tensor(y)
     bf16 = _bf16_available()
+    progress = progress or stages.QUIET
+    progress.stage(stages.FINE_TUNING, len(batches))
     module.train()
     for batch_ids in batches:
         batch = tokenizer([texts[j] for j in batch_ids], padding=True, truncation=True, max_length=config.max_len,
@@ -124,6 +127,7 @@ def fine_tune(base_path: str, texts: Sequence[str], y: np.ndarray, n_labels: int
         loss.backward()
         optimiser.step()
         schedule.step()
+        progress.advance()
     module.eval()
     state = {k: v.detach().to(torch.float16).numpy() for k, v in module.state_dict().items()}
     tuned = TunedEncoder(base_path, state, F.normalize(head.detach(), dim=-1).numpy(), config)

@@ -26,6 +26,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
+from pipelines.triage.local import progress as stages
 from pipelines.triage.local.finetune import TunedEncoder
 
 EPS = 1e-4
@@ -36,6 +37,10 @@ def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z)
     probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
     return probs
+
+
+# Part of every stored model's history key: bump it when training would give another model.
+RECIPE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,9 @@ class LocalModel:
     chars: TfidfVectorizer
     svm: LinearSVC
     temperature: float = 1.0
+    # At or above HIGH_CONFIDENCE only if this (higher) temperature puts the case there too; None:
+    # `temperature` alone (models trained before it existed).
+    high_temperature: float | None = None
     frozen: Memory | None = None
     tuned: TunedEncoder | None = None
     tuned_memory: Memory | None = None
@@ -133,7 +141,22 @@ class LocalModel:
 
     def predict(self, texts: Sequence[str], frozen: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probabilities, one row per text, columns in `labels` order."""
-        return softmax(self.logits(texts, frozen) / self.temperature)
+        return self.calibrated(self.logits(texts, frozen))
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities by the likelihood's temperature, except that a case whose top label reaches
+        HIGH_CONFIDENCE keeps it only if the stricter HIGH temperature agrees; otherwise its top
+        probability stops just below HIGH. So a case is drafted and reviewed as its likelihood says,
+        and sent on its own only when it is right PRECISION_AT_HIGH of the time."""
+        probs = softmax(logits / self.temperature)
+        if self.high_temperature is None:
+            return probs
+        rows = np.arange(len(probs))
+        top = probs.argmax(axis=1)
+        strict = softmax(logits / self.high_temperature)[rows, top]
+        demoted = (probs[rows, top] >= HIGH_CONFIDENCE) & (strict < HIGH_CONFIDENCE)
+        probs[rows[demoted], top[demoted]] = BELOW_HIGH
+        return probs
 
     def remember(self, texts: Sequence[str], labels: Sequence[str], frozen: np.ndarray | None) -> int:
         """Add labelled examples to the kNN memories; labels the model was not trained on wait for
@@ -160,14 +183,40 @@ class LocalModel:
         return model
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of the true labels."""
+# The product's default HIGH confidence (CONFIDENCE_THRESHOLD_HIGH), at and above which a case is
+# routed without a person, how often such a case must be right, and where a case the HIGH temperature
+# does not vouch for stops.
+HIGH_CONFIDENCE = 0.85
+PRECISION_AT_HIGH = 0.985
+BELOW_HIGH = 0.84
+
+
+@dataclass(frozen=True)
+class Temperatures:
+    likelihood: float  # minimises the negative log-likelihood of the true labels
+    high: float  # the lowest, from `likelihood` up, at which cases at or above HIGH are right often enough
+
+
+def fit_temperatures(logits: np.ndarray, y: np.ndarray) -> Temperatures:
+    """The likelihood's temperature, and the one for HIGH: raised from it until the cases at or above
+    HIGH_CONFIDENCE are right PRECISION_AT_HIGH of the time. With few examples per label the
+    likelihood alone is not enough: at 5 per label (text only, BANKING77) it put 40% of held-out
+    cases at or above HIGH, and 10% of those were wrong."""
 
     def nll(log_t: float) -> float:
         p = softmax(logits / np.exp(log_t))
         return float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
 
-    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.02), np.log(50)), method="bounded").x))
+    likelihood = float(np.exp(minimize_scalar(nll, bounds=(np.log(0.02), np.log(50)), method="bounded").x))
+    correct = logits.argmax(axis=1) == y
+    high = likelihood
+    # A higher temperature lowers every case's top probability, so the confident set only shrinks.
+    while high < 50:
+        confident = softmax(logits / high).max(axis=1) >= HIGH_CONFIDENCE
+        if not confident.any() or correct[confident].mean() >= PRECISION_AT_HIGH:
+            break
+        high *= 1.02
+    return Temperatures(likelihood, high)
 
 
 def fit_cheap(texts: list[str], y: np.ndarray, names: list[str], frozen: np.ndarray | None,
@@ -193,10 +242,11 @@ def train(
     *,
     tune_base: str | None = None,
     recipe: Recipe | None = None,
-    tuned_temperature: float | None = None,
+    tuned_temperature: Temperatures | None = None,
     folds: int = 5,
     seed: int = 0,
     oof_logits: np.ndarray | None = None,
+    progress: stages.TrainingProgress | None = None,
 ) -> LocalModel:
     """Fit on all examples.
 
@@ -215,35 +265,49 @@ def train(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
+    progress = progress or stages.QUIET
+    progress.stage(stages.FITTING, 1)
     model = fit_cheap(texts, y, names, frozen, recipe)
+    progress.advance()
     timings["svm"] = time.perf_counter() - t
     if tune_base is not None:
         from pipelines.triage.local.finetune import fine_tune
 
         t = time.perf_counter()
         assert frozen is not None, "fine-tuning starts from the frozen embeddings"
-        model.tuned = fine_tune(tune_base, texts, y, len(names), frozen)
+        model.tuned = fine_tune(tune_base, texts, y, len(names), frozen, progress=progress)
         timings["fine_tune"] = time.perf_counter() - t
         t = time.perf_counter()
-        model.tuned_memory = Memory(model.tuned.encode(texts), y)
+        progress.stage(stages.ENCODING, len(texts))
+        encoded: list[np.ndarray] = []
+        for chunk in np.array_split(np.arange(len(texts)), max(1, -(-len(texts) // 1024))):  # chunks: progress
+            encoded.append(model.tuned.encode([texts[i] for i in chunk]))
+            progress.advance(len(chunk))
+        model.tuned_memory = Memory(np.vstack(encoded), y)
         timings["tuned_embed"] = time.perf_counter() - t
 
     if tune_base is not None and tuned_temperature is not None:
-        model.temperature = tuned_temperature
+        model.temperature, model.high_temperature = tuned_temperature.likelihood, tuned_temperature.high
     else:
         t = time.perf_counter()
         smallest = int(np.bincount(y).min())
         if oof_logits is not None:
-            model.temperature = fit_temperature(oof_logits, y)
+            progress.stage(stages.CALIBRATING, 1)
+            fitted = fit_temperatures(oof_logits, y)
+            model.temperature, model.high_temperature = fitted.likelihood, fitted.high
+            progress.advance()
         elif smallest >= 2 and len(names) > 1:
             oof = np.zeros((len(texts), len(names)))
             splitter = StratifiedKFold(n_splits=min(folds, smallest), shuffle=True, random_state=seed)
+            progress.stage(stages.CALIBRATING, splitter.get_n_splits())
             for train_idx, test_idx in splitter.split(np.zeros(len(y)), y):
                 part = fit_cheap([texts[i] for i in train_idx], y[train_idx], names,
                                  None if frozen is None else frozen[train_idx], recipe)
                 oof[test_idx] = part.logits([texts[i] for i in test_idx],
                                             None if frozen is None else frozen[test_idx])
-            model.temperature = fit_temperature(oof, y)
+                progress.advance()
+            fitted = fit_temperatures(oof, y)
+            model.temperature, model.high_temperature = fitted.likelihood, fitted.high
         timings["calibration"] = time.perf_counter() - t
     model.timings = timings
     model.train_seconds = time.perf_counter() - started
