@@ -1,10 +1,12 @@
 """Local triage quality by k-fold cross-validation, through the real `cx eval triage` command.
 
     python bench/triage_quality.py [--data ../shared/data/banking77/train.csv] [--folds 5]
-                                   [--embeddings local|none] [--json]
+                                   [--embeddings local|none] [--per-class N] [--taxonomy FILE] [--json]
 
 Splits the labelled file into stratified folds, runs `cx eval triage --train … --test … --json`
 on each (a scratch database per fold), and reports each fold and the mean of every figure.
+`--per-class N` trains each fold on only N examples of each label (drawn with the fold's number as
+seed) and still tests on the whole held-out fold: a new team's cold start, averaged over the folds.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embeddings", default="local")
+    parser.add_argument("--per-class", type=int)
+    parser.add_argument("--taxonomy", type=Path)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -71,7 +75,9 @@ def main() -> None:
         done = subprocess.run(
             [sys.executable, "-c", "from bot.cli.main import main; main()", "eval", "triage",
              "--train", str(work / "train.csv"), "--test", str(work / "test.csv"),
-             "--embeddings", args.embeddings, "--json"],
+             "--embeddings", args.embeddings, "--json",
+             *(["--per-class", str(args.per_class), "--seed", str(n)] if args.per_class else []),
+             *(["--taxonomy", str(args.taxonomy.resolve())] if args.taxonomy else [])],
             cwd=ROOT, env=env, capture_output=True, text=True,
         )
         if done.returncode != 0:
@@ -84,6 +90,8 @@ def main() -> None:
         "data": str(args.data),
         "folds": args.folds,
         "embeddings": args.embeddings,
+        "per_class": args.per_class,
+        "taxonomy": str(args.taxonomy) if args.taxonomy else None,
         "model": results[0]["model"],
         **{f"mean_{k}": round(statistics.mean(r[k] for r in results), 4) for k in FIGURES},
         **{f"min_{k}": round(min(r[k] for r in results), 4) for k in ("accuracy", "coverage_at_p98")},
