@@ -94,9 +94,3 @@ def build_embedder_or_exit(settings: Settings, mode: str | None) -> Embedder | N
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
-
-def build_multilingual(settings: Settings) -> Embedder | None:
-    """KB search's multilingual embedder, if MULTILINGUAL_SEARCH is on and the package is installed."""
-    from bot.ai import build_multilingual_embedder
-
-    return build_multilingual_embedder(settings)

@@ -16,11 +16,11 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from bot.ai import build_multilingual_embedder
 from bot.cli.common import (
     EmbeddingsOption,
     UsageError,
     build_embedder_or_exit,
-    build_multilingual,
     command,
     err,
     out,
@@ -66,7 +66,7 @@ async def kb_import(
     except KbFileError as exc:
         raise UsageError(str(exc)) from None
     embedder = build_embedder_or_exit(settings, embeddings)
-    multilingual = build_multilingual(settings)
+    multilingual = build_multilingual_embedder(settings)
     async with open_pool(settings) as pool:
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task("storing", total=len(articles))
@@ -113,7 +113,7 @@ async def kb_search(
     embedder = build_embedder_or_exit(settings, embeddings)
     async with open_pool(settings) as pool:
         hits = await search(pool, embedder, query, k, category=category, tags=tag, origin="cli",
-                            multilingual=build_multilingual(settings))
+                            multilingual=build_multilingual_embedder(settings))
     if as_json:
         print(json.dumps([
             {"article_id": str(h.article_id), "title": h.title, "score": round(h.score, 5), "snippet": h.snippet,
@@ -142,7 +142,7 @@ async def kb_reembed(embeddings: EmbeddingsOption = None) -> None:
     if embedder is None:
         raise UsageError("EMBEDDINGS is none: there is nothing to embed with")
     async with open_pool(settings) as pool:
-        done = await reembed(pool, embedder, multilingual=build_multilingual(settings))
+        done = await reembed(pool, embedder, multilingual=build_multilingual_embedder(settings))
     out.print(f"Re-embedded {done} chunks with {embedder.provider} {embedder.model}. "
               "Run `cx triage train` to re-embed the labelled history too.")
 
@@ -171,7 +171,7 @@ async def kb_sync_confluence(
         except ConfluenceError as exc:
             raise UsageError(f"Confluence: {exc}") from None
         embedded = await embed_pending(pool, embedder) if embedder is not None else 0
-        multilingual = build_multilingual(settings)
+        multilingual = build_multilingual_embedder(settings)
         if multilingual is not None:
             await embed_pending_multilingual(pool, multilingual)
     out.print(f"Space {space_key}: {report.pages} pages; created {report.changes['created']}, "
@@ -255,7 +255,7 @@ async def eval_kb(
     except QuestionFileError as exc:
         raise UsageError(str(exc)) from None
     embedder = build_embedder_or_exit(settings, embeddings)
-    multilingual = build_multilingual(settings) if embedder is not None else None
+    multilingual = build_multilingual_embedder(settings) if embedder is not None else None
     modes = [m for m in SEARCH_MODES if (embedder is not None or not m.needs_vector)
              and (multilingual is not None or not m.needs_multilingual)]
     titles = {a.source_id: a.meta.title for a in articles}

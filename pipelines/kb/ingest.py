@@ -15,7 +15,6 @@ from db.pool import transaction
 from pipelines.embedding_backfill import backfill
 from pipelines.kb.documents import Article, chunk, embedding_text
 from pipelines.ports import Embedder
-from pipelines.usage import failed_calls_recorded, record_usage
 
 EMBED_BATCH = 256
 
@@ -68,26 +67,18 @@ async def _unembedded(conn: Connection, limit: int) -> list[tuple[UUID, str]]:
             for chunk_id, heading, content in await kb_db.unembedded_chunks(conn, limit)]
 
 
+async def _unembedded_multilingual(conn: Connection, limit: int) -> list[tuple[UUID, str]]:
+    return [(chunk_id, embedding_text(heading, content))
+            for chunk_id, heading, content in await kb_db.unembedded_multilingual_chunks(conn, limit)]
+
+
 async def embed_pending_multilingual(
     pool: asyncpg.Pool, multilingual: Embedder, progress: Callable[[int], None] | None = None
 ) -> int:
     """Give every chunk that has none its multilingual vector, from the same text as its other
-    vector; returns how many. Not backfill(): this model is not the deployment's embedding space
-    (db/embedding_space), its vectors have a column of their own."""
-    done = 0
-    while True:
-        async with pool.acquire() as conn:
-            todo = await kb_db.unembedded_multilingual_chunks(conn, EMBED_BATCH)
-        if not todo:
-            return done
-        async with failed_calls_recorded(pool, step="kb_embed"):
-            vectors, usage = await multilingual.embed([embedding_text(heading, content) for _, heading, content in todo])
-        async with pool.acquire() as conn, conn.transaction():
-            await kb_db.set_multilingual_embeddings(conn, [chunk_id for chunk_id, _, _ in todo], vectors)
-            await record_usage(conn, [usage], step="kb_embed")
-        done += len(todo)
-        if progress is not None:
-            progress(len(todo))
+    vector; returns how many. Its own column, outside the deployment's embedding space."""
+    return await backfill(pool, multilingual, _unembedded_multilingual, kb_db.set_multilingual_embeddings,
+                          batch=EMBED_BATCH, step="kb_embed", progress=progress, deployment_space=False)
 
 
 async def ingest(
