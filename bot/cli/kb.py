@@ -71,7 +71,7 @@ async def kb_import(
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task("storing", total=len(articles))
             changes = await store_articles(pool, articles, lambda n: progress.advance(task, n))
-            embedded = 0
+            embedded = multilingual_embedded = 0
             if embedder is not None:
                 async with pool.acquire() as conn:
                     _, _, pending = await kb_db.counts(conn)
@@ -79,15 +79,18 @@ async def kb_import(
                 embedded = await embed_pending(pool, embedder, lambda n: progress.advance(task, n))
             if multilingual is not None:
                 task = progress.add_task(f"embedding ({multilingual.model})", total=None)
-                await embed_pending_multilingual(pool, multilingual, lambda n: progress.advance(task, n))
+                multilingual_embedded = await embed_pending_multilingual(
+                    pool, multilingual, lambda n: progress.advance(task, n))
         async with pool.acquire() as conn:
             articles_total, chunks_total, unembedded = await kb_db.counts(conn)
     summary = {"created": changes["created"], "updated": changes["updated"], "unchanged": changes["unchanged"],
-               "chunks_embedded": embedded, "articles": articles_total, "chunks": chunks_total}
+               "chunks_embedded": embedded, "chunks_embedded_multilingual": multilingual_embedded,
+               "articles": articles_total, "chunks": chunks_total}
     if as_json:
         print(json.dumps(summary))
         return
-    table = Table("created", "updated", "unchanged", "chunks embedded", "articles in KB", "chunks in KB")
+    table = Table("created", "updated", "unchanged", "chunks embedded", "multilingual vectors", "articles in KB",
+                  "chunks in KB")
     table.add_row(*(str(v) for v in summary.values()))
     out.print(table)
     if embedder is None:

@@ -85,7 +85,8 @@ def training_outcome(report: TrainReport, settings: Settings) -> str:
         when = report.trained_at.astimezone(settings.zone)
         return (f"History unchanged since {when:%Y-%m-%d %H:%M %Z}: reusing the model trained then "
                 f"({report.examples} examples).")
-    return (f"Trained a {report.kind} model on {report.examples} examples and {report.labels} labels "
+    described = f" and {report.descriptions} taxonomy descriptions" if report.descriptions else ""
+    return (f"Trained a {report.kind} model on {report.examples} examples{described}, {report.labels} labels, "
             f"in {report.seconds:.1f} s ({report.embedded_now} examples embedded now).")
 
 

@@ -80,6 +80,7 @@ class TrainReport:
     kind: str
     trained_at: datetime
     reused: bool = False  # the history was unchanged: the model trained on it then is active again
+    descriptions: int = 0  # the taxonomy's descriptions trained on beside the examples
 
 
 async def embed_missing(pool: asyncpg.Pool, embedder: Embedder, batch: int = 2000,
@@ -117,6 +118,12 @@ class TrainingData:
     until: datetime
     embedded_now: int
     key: str  # history_key
+    descriptions: int = 0  # the taxonomy's descriptions, the last entries of texts and labels
+
+    @property
+    def labelled(self) -> int:
+        """The history's own examples, as a person counts them."""
+        return len(self.texts) - self.descriptions
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,8 @@ async def training_data(pool: asyncpg.Pool, embedder: Embedder | None, progress:
             vectors = np.vstack([vectors, described.astype(np.float32)])
     # Descriptions count as examples every model has seen (the retrain gate's `seen`).
     created = [r.created_at for r in rows] + [datetime.min.replace(tzinfo=UTC)] * len(history.described)
-    return TrainingData(texts, labels, vectors, created, history.until, embedded, history.key)
+    return TrainingData(texts, labels, vectors, created, history.until, embedded, history.key,
+                        descriptions=len(history.described))
 
 
 async def fit(data: TrainingData, embedder: Embedder | None, oof_logits: np.ndarray | None = None,
@@ -195,11 +203,11 @@ async def store(
         kind=model.kind,
         embedding_model=embedder.model if embedder else None,
         labels=model.labels,
-        n_examples=len(data.texts),
+        n_examples=data.labelled,
         examples_until=data.until,
         train_seconds=model.train_seconds,
         metrics={"temperature": model.temperature, "high_temperature": model.high_temperature,
-                 "timings": model.timings},
+                 "timings": model.timings, "descriptions": data.descriptions},
         payload=model.dumps(),
         status=status,
         cv_accuracy=cv_accuracy,
@@ -229,8 +237,8 @@ async def train_local(pool: asyncpg.Pool, embedder: Embedder | None, *, force: b
     model = await fit(data, embedder, progress=progress)
     async with transaction(pool) as conn:
         await store(conn, model, data, embedder, status="active")
-    report = TrainReport(len(data.texts), len(model.labels), data.embedded_now, time.perf_counter() - started,
-                         model.kind, datetime.now(UTC))
+    report = TrainReport(data.labelled, len(model.labels), data.embedded_now, time.perf_counter() - started,
+                         model.kind, datetime.now(UTC), descriptions=data.descriptions)
     log.info("triage.trained", examples=report.examples, labels=report.labels, embedded_now=report.embedded_now,
              seconds=round(report.seconds, 1), kind=report.kind)
     return report
