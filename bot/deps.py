@@ -73,7 +73,8 @@ class Deps:
     @property
     def draft_policy(self) -> DraftPolicy:
         return DraftPolicy(self.settings.confidence_threshold_high, self.settings.always_review, self.sender,
-                           self.settings.pii_policy)
+                           self.settings.pii_policy,
+                           auto_replies_per_day=self.settings.auto_replies_per_customer_per_day)
 
     @property
     def thresholds(self) -> Thresholds:
@@ -100,7 +101,7 @@ def build_deps(settings: Settings, pool: asyncpg.Pool) -> Deps:
         mailbox=mailbox,
         drafter=build_drafter(settings, pool),
     )
-    slack = clients.slack_client(settings)
+    slack = clients.slack_client(settings, deps.metrics)
     return with_slack(deps, slack, clients.build_tracker(settings)) if slack is not None else deps
 
 

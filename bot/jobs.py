@@ -15,11 +15,12 @@ from bot.ai import bulk_models
 from bot.deps import Deps
 from bot.detection import detect, posts_to_slack
 from bot.model_tiers import model_for
+from bot.runtime.backup import nightly_backup
 from bot.runtime.metrics import refresh_open_alerts
 from bot.runtime.worker import JobHandler
 from bot.services.daily_report import daily_config
+from bot.services.erasure import rewrite_erased
 from bot.slack.thread_poster import SlackThreadPoster
-from pipelines import maintenance
 from pipelines.batching.calls import Deferred
 from pipelines.batching.run import run_batches
 from pipelines.detection.summary import summarise_incident
@@ -31,6 +32,7 @@ from pipelines.jobs import (
     AlertJob,
     CaseJob,
     DayJob,
+    ErasureNotice,
     JobName,
     ReplyJob,
     ReportDelivery,
@@ -44,6 +46,7 @@ from pipelines.learning.daily_metrics import day_bounds
 from pipelines.learning.report_email import send_report_email
 from pipelines.lifecycle.resolve import resolve_quiet
 from pipelines.replies.outbox import Channels, send_reply
+from pipelines.retention import apply_retention
 from pipelines.triage.step import triage_case
 from prompts import load
 
@@ -53,13 +56,30 @@ _NO_SLACK = "Slack is not configured (SLACK_BOT_TOKEN); the job waits in the que
 
 
 async def _prune(deps: Deps, payload: bytes) -> None:
-    await maintenance.prune(deps.pool)
+    await apply_retention(deps.pool, deps.settings.retention)
+
+
+async def _erasure_notice(deps: Deps, payload: bytes) -> None:
+    if deps.slack is None:
+        raise RuntimeError(_NO_SLACK)
+    await rewrite_erased(deps.slack, ErasureNotice.from_payload(payload))
+
+
+async def _backup(deps: Deps, payload: bytes) -> None:
+    made, removed = await nightly_backup(deps.settings, datetime.now(UTC))
+    log.info("backup.written", path=str(made.path), bytes=made.size, seconds=round(made.seconds, 1),
+             removed=[p.name for p in removed])
 
 
 async def _triage(deps: Deps, payload: bytes) -> None:
     if deps.triager is None or deps.taxonomy is None:
         raise RuntimeError("this worker has no triager")
-    await triage_case(deps.pool, deps.triager, deps.taxonomy, deps.thresholds, CaseJob.from_payload(payload).case_id)
+    outcome = await triage_case(deps.pool, deps.triager, deps.taxonomy, deps.thresholds,
+                                CaseJob.from_payload(payload).case_id)
+    if outcome is not None:  # None: triaged already, by an earlier attempt of this job
+        result = outcome.result
+        deps.metrics.observe_triage(outcome.decision.route.value, result.confidence if result else None,
+                                    result.triager if result else None)
 
 
 async def _gmail_sync(deps: Deps, payload: bytes) -> None:
@@ -70,6 +90,7 @@ async def _gmail_sync(deps: Deps, payload: bytes) -> None:
         deps.mailbox,
         own_addresses=frozenset(a.lower() for a in (deps.settings.support_email,) if a),
         reopen_window=deps.settings.reopen_window,
+        processed_label=deps.settings.gmail_processed_label or None,
     )
 
 
@@ -261,6 +282,8 @@ _JOBS: dict[str, Callable[[Deps, bytes], Awaitable[None]]] = {
     JobName.FILE_BUGS: _file_bugs,
     JobName.BUDGET_CHECK: _budget_check,
     JobName.BATCHES: _batches,
+    JobName.ERASURE_NOTICE: _erasure_notice,
+    JobName.BACKUP: _backup,
 }
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.deps import build_deps
 from bot.jobs import job_handlers
 from bot.runtime.database import open_pool
+from bot.runtime.metrics import metrics_only_app
 from bot.runtime.scheduler import Scheduler, schedules
 from bot.runtime.worker import Worker
 from bot.settings import Settings
@@ -51,6 +52,17 @@ def parse_roles(text: str) -> list[Role]:
     if not roles:
         raise UnknownRole("no roles given")
     return roles
+
+
+async def _serve(app: web.Application, port: int, event: str) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host="0.0.0.0", port=port)
+    await site.start()
+    # TCPSite.start() makes it with loop.create_server, which returns an asyncio.Server.
+    server = cast("asyncio.Server | None", site._server)
+    log.info(event, port=server.sockets[0].getsockname()[1] if server else port)
+    return runner
 
 
 async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
@@ -90,14 +102,9 @@ async def run(settings: Settings, roles: Sequence[Role], port: int) -> None:
                 scheduler = Scheduler(pool, deps.metrics, settings.zone, schedules(settings, gmail=deps.mailbox is not None))
                 scheduler.start()
             if Role.WEB in roles:
-                runner = web.AppRunner(build_web_app(deps, status, slack_events), access_log=None)
-                await runner.setup()
-                site = web.TCPSite(runner, host="0.0.0.0", port=port)
-                await site.start()
-                # TCPSite.start() makes it with loop.create_server, which returns an asyncio.Server.
-                server = cast("asyncio.Server | None", site._server)
-                bound = server.sockets[0].getsockname()[1] if server else port
-                log.info("web.listening", port=bound)
+                runner = await _serve(build_web_app(deps, status, slack_events), port, "web.listening")
+            elif settings.metrics_port is not None:
+                runner = await _serve(metrics_only_app(deps.metrics), settings.metrics_port, "metrics.listening")
             # Start-up objects (modules, models, settings) live as long as the process: keep the
             # collector from walking them again and again, which shows up as latency spikes.
             gc.freeze()

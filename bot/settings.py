@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.privacy.policy import PiiPolicy
 from pipelines.privacy.redaction import Pattern, parse_patterns
+from pipelines.retention import RetentionPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,9 +39,21 @@ class Settings(BaseSettings):
     cx_data_dir: Path = Path(".cx-data")
     db_pool_min_size: int = Field(default=2, ge=1)
     db_pool_max_size: int = Field(default=10, ge=2)
+    # Backups (README "Operating it"): `cx db backup` and the nightly job at BACKUP_HOUR (TIMEZONE)
+    # write pg_dump archives cx-YYYYmmdd-HHMMSS.dump (UTC) to BACKUP_DIR (default CX_DATA_DIR/backups);
+    # the nightly job then keeps the newest BACKUP_KEEP of them. With DATABASE_URL, pg_dump, pg_restore
+    # and psql come from PG_BIN_DIR, else from PATH; the embedded server uses the wheel's own.
+    backup_dir: Path | None = None
+    backup_keep: int = Field(default=7, ge=1)
+    backup_hour: int = Field(default=2, ge=0, le=23)
+    backup_nightly: bool = True
+    pg_bin_dir: Path | None = None
 
     # Process.
     port: int = Field(default=8080, ge=0, le=65535)
+    # A process without the web role (a worker, the scheduler) keeps its job, triage and Slack metrics
+    # in memory; with METRICS_PORT it serves them at GET /metrics there, for Prometheus to scrape.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "console", "json"] = "auto"
     worker_concurrency: int = Field(default=8, ge=1)
@@ -92,6 +105,11 @@ class Settings(BaseSettings):
     gmail_token_file: Path | None = None
     gmail_api_url: str | None = None
     gmail_poll_seconds: int = Field(default=60, ge=5)
+    # Mail loops (README "Operating it"): mail the desk took is labelled so people see it in the inbox
+    # (empty: no label); one customer gets at most this many automatic replies in any 24 hours, and a
+    # draft past it goes to review. 0 sends nothing automatically.
+    gmail_processed_label: str = "CX/processed"
+    auto_replies_per_customer_per_day: int = Field(default=5, ge=0)
     support_email: str | None = None
     leadership_email: str | None = None
 
@@ -107,6 +125,13 @@ class Settings(BaseSettings):
 
     # Intake and routing.
     webhook_secret: SecretStr | None = None
+    # Inbound limits on /webhooks/*, per web process (README "Operating it"): each route has a bucket
+    # per source address and one per signing key. 0 turns them off; the burst defaults to the rate.
+    webhook_rate_per_minute: int = Field(default=60, ge=0)
+    webhook_rate_burst: int | None = Field(default=None, ge=1)
+    # Reverse proxies in front of the web process: the source address is the N-th entry from the
+    # right of X-Forwarded-For. 0: the TCP peer address, and X-Forwarded-For is ignored.
+    webhook_trusted_proxies: int = Field(default=0, ge=0)
     company_name: str = "Northwind Bank"
     # Comma-separated customer tiers whose drafts always go to a reviewer, however confident.
     always_review_tiers: str = "enterprise"
@@ -144,6 +169,14 @@ class Settings(BaseSettings):
     bug_min_cases: int = Field(default=5, ge=2)
     bug_categories: str = "defect"  # comma-separated taxonomy categories whose clusters become Jira bugs
     retrain_min_new_examples: int = Field(default=200, ge=1)
+
+    # Retention, applied by the daily maintenance job in batches. README "Operating it" gives each
+    # default's reason. LLM usage stays at least 32 days: the monthly budgets read its detail rows.
+    retention_search_log_days: int = Field(default=30, ge=1)
+    retention_llm_usage_days: int = Field(default=90, ge=32)
+    retention_executions_days: int = Field(default=30, ge=1)
+    retention_slack_event_days: int = Field(default=7, ge=1)
+    retention_job_log_days: int = Field(default=30, ge=2)
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -189,6 +222,20 @@ class Settings(BaseSettings):
         if self.public_url is not None and self.csat_secret is None and self.webhook_secret is None:
             raise ValueError("PUBLIC_URL needs CSAT_SECRET or WEBHOOK_SECRET to sign the rating links")
         return self
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            search_log=timedelta(days=self.retention_search_log_days),
+            llm_usage=timedelta(days=self.retention_llm_usage_days),
+            executions=timedelta(days=self.retention_executions_days),
+            slack_events=timedelta(days=self.retention_slack_event_days),
+            job_log=timedelta(days=self.retention_job_log_days),
+        )
+
+    @property
+    def backup_directory(self) -> Path:
+        return self.backup_dir if self.backup_dir is not None else self.cx_data_dir / "backups"
 
     @property
     def reopen_window(self) -> timedelta:

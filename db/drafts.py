@@ -63,6 +63,7 @@ async def similar_resolved(conn: Connection, case_id: UUID, subcategory: str | N
         SELECT c.description, o.body
         FROM cases c JOIN reply_outbox o ON o.case_id = c.case_id AND o.status = 'sent'
         WHERE c.subcategory = $1 AND c.case_id <> $2 AND c.status IN ('replied', 'resolved', 'closed')
+          AND NOT c.metadata ? 'erased_at'
         ORDER BY o.sent_at DESC
         LIMIT $3
         """,
@@ -77,13 +78,35 @@ async def sent_before(conn: Connection, before: datetime, limit: int) -> list[tu
         """
         SELECT c.subcategory, o.body
         FROM reply_outbox o JOIN cases c ON c.case_id = o.case_id
-        WHERE o.status = 'sent' AND o.sent_at < $1
+        WHERE o.status = 'sent' AND o.sent_at < $1 AND NOT c.metadata ? 'erased_at'
         ORDER BY o.sent_at DESC
         LIMIT $2
         """,
         before, limit,
     )
     return [(r["subcategory"], r["body"]) for r in rows]
+
+
+async def auto_replies_today(conn: Connection, case_id: UUID) -> int:
+    """Automatic replies (no approver) queued for the case's customer in the last 24 hours, failed ones
+    aside. Call it in the transaction that queues the next one: it first takes a lock on the customer,
+    held to the end of that transaction, so two drafts cannot both take the last reply allowed."""
+    # Two statements: under READ COMMITTED the count's snapshot must be taken after the lock is granted.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('auto-replies:' || customer_id::text, 0)) "
+        "FROM cases WHERE case_id = $1",
+        case_id,
+    )
+    count: int = await conn.fetchval(
+        """
+        SELECT count(*)
+        FROM reply_outbox o JOIN cases c ON c.case_id = o.case_id
+        WHERE c.customer_id = (SELECT customer_id FROM cases WHERE case_id = $1)
+          AND o.approved_by IS NULL AND o.status <> 'failed' AND o.created_at > now() - interval '24 hours'
+        """,
+        case_id,
+    )
+    return count
 
 
 async def save_draft(

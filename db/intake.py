@@ -22,9 +22,13 @@ class StoredCase:
 
 
 # One round trip for customer, case and first interaction. ON CONFLICT DO NOTHING on the case
-# covers both idempotency keys (channel + external_id, and the email Message-ID).
+# covers both idempotency keys (channel + external_id, and the email Message-ID). `later` ($16 'on')
+# skips pgqueuer's NOTIFY in this transaction (db/migrations/0024); it is selected first so that it
+# is set, also for a duplicate, before the statement's triggers run.
 _CREATE = """
-WITH customer AS (
+WITH later AS (
+    SELECT set_config('cx.notify_later', $16::text, true)
+), customer AS (
     INSERT INTO customers (email, name, metadata)
     VALUES ($1, $2, jsonb_build_object('source', 'auto_created', 'channel', $3::text))
     ON CONFLICT ((lower(email))) DO UPDATE SET name = coalesce(customers.name, EXCLUDED.name)
@@ -47,7 +51,7 @@ WITH customer AS (
     FROM new_case
     WHERE $15::text IS NOT NULL
 )
-SELECT case_id, short_id, status FROM new_case
+SELECT case_id, short_id, status FROM later LEFT JOIN new_case ON true
 """
 
 _EXISTING = """
@@ -76,9 +80,12 @@ async def create_case(
     gmail_thread_id: str | None = None,
     metadata: dict[str, Any] | None = None,
     triage_entrypoint: str | None = None,
+    notify_later: bool = False,
 ) -> StoredCase:
     """Store a new case (status `new`) with its first triage job when `triage_entrypoint` is
-    given, or return the one already stored under the same key. Atomic on its own."""
+    given, or return the one already stored under the same key. Atomic on its own. With
+    `notify_later` the workers are not told of the job (nor of any other this transaction
+    enqueues); the caller calls `wake_workers` once it has committed."""
     row = await conn.fetchrow(
         _CREATE,
         customer_email.lower(),
@@ -96,8 +103,9 @@ async def create_case(
         json.dumps(metadata or {}),
         interaction_type,
         triage_entrypoint,
+        "on" if notify_later else "off",
     )
-    if row is not None:
+    if row is not None and row["case_id"] is not None:
         return StoredCase(row["case_id"], row["short_id"], row["status"], created=True)
     existing = await conn.fetchrow(_EXISTING, external_id, channel, email_message_id)
     if existing is None:
@@ -105,6 +113,20 @@ async def create_case(
         # the caller's retry (or the client's) will find it.
         raise asyncpg.UniqueViolationError("case key taken by a transaction still in flight")
     return StoredCase(existing["case_id"], existing["short_id"], existing["status"], created=False)
+
+
+# What pgqueuer's trigger would have sent (its listeners wake on any table_changed_event). The
+# notification carries no data, so its commit need not wait for the disk: a crash loses only the
+# wake-up, and the workers find the job at their next poll.
+_WAKE_WORKERS = """
+SELECT set_config('synchronous_commit', 'off', true),
+       pg_notify('ch_pgqueuer', json_build_object('channel', 'ch_pgqueuer', 'operation', 'insert', 'sent_at', now(),
+                                                  'table', 'pgqueuer', 'type', 'table_changed_event')::text)
+"""
+
+
+async def wake_workers(conn: Connection) -> None:
+    await conn.execute(_WAKE_WORKERS)
 
 
 @dataclass(frozen=True)

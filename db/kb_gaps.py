@@ -171,7 +171,7 @@ async def resolved_cases(conn: Connection, case_ids: Sequence[UUID], limit: int)
         FROM cases c JOIN customers u USING (customer_id)
         LEFT JOIN LATERAL (SELECT o.body FROM reply_outbox o WHERE o.case_id = c.case_id AND o.status = 'sent'
                            ORDER BY o.sent_at DESC NULLS LAST LIMIT 1) r ON true
-        WHERE c.case_id = ANY($1::uuid[])
+        WHERE c.case_id = ANY($1::uuid[]) AND NOT c.metadata ? 'erased_at'
         ORDER BY (r.body IS NULL), c.created_at DESC
         LIMIT $2
         """,

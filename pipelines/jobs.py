@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class JobName(StrEnum):
-    PRUNE = "maintenance.prune"
+    PRUNE = "maintenance.prune"  # the daily retention pass (RETENTION_*_DAYS); the name predates it
     TRIAGE = "case.triage"
     GMAIL_SYNC = "gmail.sync"
     DRAFT = "case.draft"  # self-service and review drafts
@@ -36,6 +36,8 @@ class JobName(StrEnum):
     RETRAIN = "triage.retrain"  # retrain the local triager; keep the new model only if no worse
     BUDGET_CHECK = "budget.check"  # post due budget warnings and "reached" notices, every 5 minutes
     BATCHES = "llm.batches"  # send the calls waiting for a Message Batch, read ended batches; every minute
+    ERASURE_NOTICE = "privacy.erasure_notice"  # rewrite the Slack messages about an erased customer's cases
+    BACKUP = "maintenance.backup"  # pg_dump to BACKUP_DIR and rotation to BACKUP_KEEP files, at BACKUP_HOUR
 
 
 class JobPayload(BaseModel):
@@ -210,3 +212,17 @@ class ArticleActionRequest(JobPayload):
     ts: str | None = None
     title: str | None = None  # edit
     body: str | None = None  # edit
+
+
+class SlackMessageRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    channel: str
+    ts: str
+
+
+class ErasureNotice(JobPayload):
+    """The messages the desk posted about an erased customer's cases (review cards, alerts), to be
+    replaced by a notice; with their threads, where the bot's own replies are replaced too."""
+
+    messages: list[SlackMessageRef]

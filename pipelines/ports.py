@@ -90,6 +90,10 @@ class Mailbox(Protocol):
 
     async def fetch(self, message_id: str) -> MailboxMessage: ...
 
+    async def add_label(self, message_id: str, label: str) -> None:
+        """Put the label (by name, created if missing) on a message; no-op if it already has it."""
+        ...
+
     async def send(self, raw: bytes, thread_id: str | None) -> str:
         """Send an RFC 822 message (in `thread_id` when given); returns the provider's message id."""
         ...

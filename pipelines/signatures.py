@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from enum import StrEnum
 
 TOLERANCE_SECONDS = 300
 TIMESTAMP_HEADER = "X-CX-Timestamp"
 SIGNATURE_HEADER = "X-CX-Signature"
+_TIMESTAMP = re.compile(r"[1-9][0-9]{0,11}")
 
 
 class SignatureProblem(StrEnum):
@@ -35,7 +37,9 @@ def verify(
     """None when the request is authentic and fresh; otherwise what is wrong with it."""
     if not timestamp or not signature:
         return SignatureProblem.MISSING
-    if not timestamp.isdigit() or not signature.startswith("sha256="):
+    # One spelling per timestamp (ASCII digits, no leading zero): "0170…" or other scripts' digits
+    # would verify as the same request under another replay key. compare_digest needs ASCII too.
+    if _TIMESTAMP.fullmatch(timestamp) is None or not signature.startswith("sha256=") or not signature.isascii():
         return SignatureProblem.MALFORMED
     if abs((now if now is not None else time.time()) - int(timestamp)) > TOLERANCE_SECONDS:
         return SignatureProblem.EXPIRED

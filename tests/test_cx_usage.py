@@ -94,3 +94,5 @@ async def test_a_fresh_database_shows_zeros_and_bad_days_exit_2(dsn, tmp_path):
         result = cx("usage", "--days", bad, env=env)
         assert result.returncode == 2 and result.stdout == "", result.stderr
     assert "at least 1" in cx("usage", "--days", "0", env=env).stderr
+    beyond = cx("usage", "--days", "91", env=env)
+    assert beyond.returncode == 2 and "RETENTION_LLM_USAGE_DAYS" in beyond.stderr, beyond.stderr

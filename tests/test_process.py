@@ -48,3 +48,42 @@ async def test_unknown_roles_are_a_usage_error(dsn):
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert "unknown role 'cron'" in err.decode()
+
+
+async def test_a_worker_process_serves_its_own_job_metrics_on_metrics_port(dsn):
+    """A worker without the web role counts the jobs it runs; METRICS_PORT is where Prometheus reads them."""
+    import aiohttp
+    import asyncpg
+
+    from db import jobs
+    from pipelines.jobs import JobName
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *CX, "run", "--roles", "worker", env=cx_env(DATABASE_URL=dsn, METRICS_PORT=str(port)), cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    ran = f'cx_jobs_total{{job_name="{JobName.PRUNE}",outcome="ok"}} 1.0'
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await jobs.enqueue(conn, JobName.PRUNE, b"{}")
+        finally:
+            await conn.close()
+        body = ""
+        async with aiohttp.ClientSession() as session:
+            for _ in range(150):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                        body = await response.text()
+                except aiohttp.ClientError:
+                    pass
+                if ran in body:
+                    break
+                await asyncio.sleep(0.2)
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 404, "only /metrics: the web role serves the rest"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    assert ran in body, body[-2000:]

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -10,6 +12,7 @@ from bot.deps import Deps
 from bot.runtime.metrics import Metrics
 from bot.web.app import build_web_app
 from bot.web.http import RuntimeStatus
+from bot.web.webhooks import WAKEUP
 from pipelines.signatures import sign, signed_headers
 
 SECRET = "test-webhook-secret"
@@ -162,3 +165,51 @@ def test_signatures_cover_timestamp_and_body():
     assert sign("s", 1, b"{}") != sign("s", 2, b"{}")
     assert sign("s", 1, b"{}") != sign("s", 1, b"{ }")
     assert sign("s", 1, b"{}").startswith("sha256=") and len(sign("s", 1, b"{}")) == 71
+
+
+async def test_the_workers_hear_of_the_triage_job_after_its_commit(client, pool, dsn):
+    """The intake's own transaction sends no NOTIFY (PostgreSQL would serialize the commits on it);
+    one wake-up on pgqueuer's channel follows the commit, in the shape its listeners read."""
+    from db import intake as intake_db
+
+    heard: list[dict[str, object]] = []
+    listener = await asyncpg.connect(dsn)
+    await listener.add_listener("ch_pgqueuer", lambda *args: heard.append(json.loads(args[3])))
+    try:
+        async with pool.acquire() as conn:
+            stored = await intake_db.create_case(
+                conn, customer_email="quiet@example.com", customer_name=None, channel="webhook", subject=None,
+                description="quiet", interaction_type="webhook_in", external_id="quiet-1",
+                triage_entrypoint="case.triage", notify_later=True)
+            assert stored.created and await conn.fetchval("SELECT count(*) FROM pgqueuer") == 1
+            await listener.execute("SELECT 1")  # a round trip: any notification has arrived by now
+            assert heard == []
+        response = await post(client, json.dumps(GOOD).encode())
+        assert response.status == 202
+        await client.app[WAKEUP].idle()
+        await listener.execute("SELECT 1")
+        assert [(h["type"], h["table"], h["operation"]) for h in heard] == [("table_changed_event", "pgqueuer", "insert")]
+    finally:
+        await listener.close()
+
+
+async def test_a_waiting_worker_takes_the_triage_job_at_once(client, pool, make_settings):
+    """pgqueuer's worker sleeps up to 5 s between polls when the queue is empty: the wake-up after
+    the commit is what makes it take the case's triage job straight away."""
+    from bot.runtime.worker import Worker
+
+    taken: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def triage(payload: bytes) -> None:
+        taken.put_nowait(payload)
+
+    worker = Worker(pool, make_settings(), Metrics(), {"case.triage": triage})
+    await worker.start()
+    try:
+        await asyncio.sleep(0.5)  # the worker has found the queue empty and waits for a notification
+        response = await post(client, json.dumps(GOOD).encode())
+        assert response.status == 202
+        payload = await asyncio.wait_for(taken.get(), timeout=2.5)
+        assert json.loads(payload) == {"case_id": (await response.json())["case_id"]}
+    finally:
+        await worker.drain(2)

@@ -11,15 +11,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bot.cli.backup import db_backup, db_restore
 from bot.cli.budgets import budget_app
 from bot.cli.common import UsageError, command, out, settings_from_env
+from bot.cli.customers import customers_app
 from bot.cli.detect import alerts_app, detect_app
+from bot.cli.gmail import gmail_app
 from bot.cli.health import Check, run_checks
 from bot.cli.intake import cases_app, intake_app
 from bot.cli.kb import eval_kb, kb_app
 from bot.cli.metrics import metrics_app
 from bot.cli.pii import pii_app
 from bot.cli.report import report_app
+from bot.cli.stats import stats
 from bot.cli.triage import eval_app, triage_app
 from bot.cli.usage import usage
 from bot.process import ALL_ROLES, parse_roles
@@ -37,6 +41,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 jobs_app = typer.Typer(help="The durable job queue.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+db_app.command("backup")(db_backup)
+db_app.command("restore")(db_restore)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(intake_app, name="intake")
 app.add_typer(cases_app, name="cases")
@@ -50,7 +56,10 @@ app.add_typer(metrics_app, name="metrics")
 app.add_typer(report_app, name="report")
 app.add_typer(pii_app, name="pii")
 app.add_typer(budget_app, name="budget")
+app.add_typer(customers_app, name="customers")
+app.add_typer(gmail_app, name="gmail")
 app.command("usage")(usage)
+app.command("stats")(stats)
 
 @app.command("run")
 @command

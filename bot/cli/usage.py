@@ -105,6 +105,10 @@ async def usage(
     if days < 1:
         raise UsageError(f"--days must be at least 1, not {days}")
     settings = settings_from_env(quiet=True)
+    if days > settings.retention_llm_usage_days:
+        # Older calls survive only as hourly totals (no per-case or cache detail): a partial table would mislead.
+        raise UsageError(f"--days {days} reaches past the {settings.retention_llm_usage_days} days the calls' detail is "
+                         "kept (RETENTION_LLM_USAGE_DAYS); `cx stats --days N` has the cost of any window")
     conn = await connect(await resolve_dsn(settings))
     try:
         summary = await usage_db.usage_summary(conn, days)

@@ -64,6 +64,8 @@ def schedules(settings: Settings, *, gmail: bool) -> list[Schedule]:
     if settings.anthropic_api_key is not None and settings.anthropic_batches:
         plan.append(Schedule(JobName.BATCHES, IntervalTrigger(seconds=60), every(60)))
     plan.append(Schedule(JobName.RESOLVE_QUIET, IntervalTrigger(seconds=3600), every(3600)))
+    if settings.backup_nightly:
+        plan.append(Schedule(JobName.BACKUP, CronTrigger(hour=settings.backup_hour, timezone=zone), local_day(zone)))
     # The daily report is about the previous local day: the day is the period, and the payload names it.
     plan.append(Schedule(JobName.DAILY_REPORT, CronTrigger(hour=settings.daily_report_hour, timezone=zone),
                          report_day(zone), payload_of=report_day_job(zone)))

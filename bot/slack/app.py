@@ -10,6 +10,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.internals import parse_body
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
@@ -42,6 +43,15 @@ def http_route(app: AsyncApp) -> Callable[[web.Request], Awaitable[web.Response]
     """The aiohttp handler for POST /slack/events (HTTP mode)."""
 
     async def slack_events(request: web.Request) -> web.Response:
+        # Bolt parses the body before it checks the signature, and fails (a 500) on one that is not
+        # a JSON object or a form: refuse those first, so junk from anyone is a 400.
+        try:
+            parsed = parse_body(await request.text(), request.content_type)
+        except ValueError:  # bad JSON or bad UTF-8
+            parsed = None
+        if not isinstance(parsed, dict):
+            return web.json_response(  # bot/web/http.py's error shape (importing it would be a cycle)
+                {"error": {"code": "invalid_body", "message": "not a Slack request body", "details": None}}, status=400)
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
 
     return slack_events

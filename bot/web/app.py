@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.deps import Deps
-from bot.runtime.metrics import refresh_budgets, refresh_open_alerts
+from bot.runtime.metrics import refresh_budgets, refresh_from_database, refresh_open_alerts
 from bot.web import csat, webhooks
 from bot.web.http import DEPS, STATUS, RuntimeStatus, errors_as_json
 from db import health as db_health
@@ -56,6 +56,7 @@ async def metrics(request: web.Request) -> web.Response:
         deps.metrics.queue_depth.labels(name).set(value)
     await refresh_open_alerts(deps.metrics, deps.pool)
     await refresh_budgets(deps.metrics, deps.pool, deps.settings.zone)
+    await refresh_from_database(deps.metrics, deps.pool)
     return web.Response(
         body=generate_latest(deps.metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},

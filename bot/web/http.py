@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -26,10 +27,22 @@ class RuntimeStatus:
 
 STATUS = web.AppKey("status", RuntimeStatus)
 
+# The database is gone (a restart, a failover, the pool cannot connect): the request changed nothing
+# durable, so the sender is told to come back rather than that it did something wrong.
+DATABASE_DOWN = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now (starting up)
+    OSError,  # connecting: refused, or the server's unix socket is gone; the routes do no other I/O
+    TimeoutError,  # no pooled connection within the acquire timeout
+)
+DATABASE_RETRY_AFTER_SECONDS = 5
 
-def json_error(status: int, code: str, message: str, details: object = None) -> web.Response:
+
+def json_error(status: int, code: str, message: str, details: object = None,
+               headers: Mapping[str, str] | None = None) -> web.Response:
     return web.json_response(
-        {"error": {"code": code, "message": message, "details": details}}, status=status
+        {"error": {"code": code, "message": message, "details": details}}, status=status, headers=headers
     )
 
 
@@ -46,6 +59,11 @@ async def errors_as_json(
             raise
         metrics.http_requests.labels(route, str(exc.status)).inc()
         return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+    except DATABASE_DOWN as exc:
+        log.warning("http.database_unavailable", path=request.path, error=type(exc).__name__)
+        metrics.http_requests.labels(route, "503").inc()
+        return json_error(503, "database_unavailable", "the database is unavailable; nothing was stored, retry later",
+                          headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
     except Exception:
         log.exception("http.unhandled", path=request.path)
         metrics.http_requests.labels(route, "500").inc()

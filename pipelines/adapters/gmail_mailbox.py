@@ -57,6 +57,7 @@ class GmailMailbox:
         self._factory = service_factory
         self.address = address
         self._label = label
+        self._label_ids: dict[str, str] = {}  # label name -> Gmail's id for it, once looked up
 
     async def _call(self, make_request: Callable[[Any], Any], retries: int = 3) -> Any:
         """retries=0 means the request goes out at most once: no client retry, and no transport resend either."""
@@ -126,6 +127,31 @@ class GmailMailbox:
         message = await self._call(lambda users: users.messages().get(userId="me", id=message_id, format="raw"))
         raw = base64.urlsafe_b64decode(message["raw"] + "=" * (-len(message["raw"]) % 4))
         return MailboxMessage(id=message["id"], thread_id=message.get("threadId"), raw=raw)
+
+    async def add_label(self, message_id: str, label: str) -> None:
+        label_id = await self._label_id(label)
+        await self._call(
+            lambda users: users.messages().modify(userId="me", id=message_id, body={"addLabelIds": [label_id]})
+        )
+
+    async def _label_id(self, name: str) -> str:
+        if name not in self._label_ids:
+            found = await self._find_label(name)
+            if found is None:
+                body = {"name": name, "labelListVisibility": "labelShow", "messageListVisibility": "show"}
+                try:
+                    found = str((await self._call(lambda users: users.labels().create(userId="me", body=body)))["id"])
+                except HttpError as exc:
+                    # 409: another worker created it since we looked (or a retried create already had).
+                    if exc.resp.status != 409 or (found := await self._find_label(name)) is None:
+                        raise
+            self._label_ids[name] = found
+        return self._label_ids[name]
+
+    async def _find_label(self, name: str) -> str | None:
+        labels = await self._call(lambda users: users.labels().list(userId="me"))
+        # Gmail compares label names without regard to case.
+        return next((str(x["id"]) for x in labels.get("labels", []) if x["name"].lower() == name.lower()), None)
 
     async def send(self, raw: bytes, thread_id: str | None) -> str:
         body: dict[str, str] = {"raw": base64.urlsafe_b64encode(raw).decode("ascii")}

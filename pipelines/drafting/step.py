@@ -15,6 +15,7 @@ from db import executions, pii_maps
 from db.cases import ActorType, CaseNotFound, CaseStatus, transition
 from db.pool import transaction
 from pipelines.drafting.house_style import house_examples
+from pipelines.drafting.injection import instruction_signs
 from pipelines.drafting.send_policy import PolicyDecision, PolicyInput, decide
 from pipelines.executions import failures_recorded
 from pipelines.jobs import JobName
@@ -38,6 +39,7 @@ class DraftPolicy:
     always_review_tiers: frozenset[str]
     sender: replies.Sender
     pii: PiiPolicy | None = None  # None: PII_REDACTION off
+    auto_replies_per_day: int | None = None  # per customer (AUTO_REPLIES_PER_CUSTOMER_PER_DAY); None: no limit
 
 
 @dataclass(frozen=True)
@@ -82,21 +84,22 @@ async def draft_case(
         draft = await drafter.draft(replace(private.input, articles=hits, house_examples=examples))
 
     category = taxonomy.categories.get(case.category or "")
-    decision = decide(
-        PolicyInput(
-            triage_confidence=case.confidence or 0.0, draft_confidence=draft.confidence, category=case.category,
-            category_auto_send=bool(category and category.auto_send), tier=case.tier,
-            valid_citations=len(draft.cited), drafter=draft.drafter, risks=tuple(draft.risks),
-            questions=tuple(draft.questions), unresolved=tuple(unresolved(draft.reply, private.mapping)),
-        ),
-        high=policy.high,
-        always_review_tiers=policy.always_review_tiers,
+    facts = PolicyInput(
+        triage_confidence=case.confidence or 0.0, draft_confidence=draft.confidence, category=case.category,
+        category_auto_send=bool(category and category.auto_send), tier=case.tier,
+        valid_citations=len(draft.cited), drafter=draft.drafter, risks=tuple(draft.risks),
+        questions=tuple(draft.questions), unresolved=tuple(unresolved(draft.reply, private.mapping)),
+        instructions=tuple(instruction_signs(f"{case.subject or ''}\n{case.description}")),
     )
     async with transaction(pool) as conn:
         current = await drafts_db.load_case(conn, case_id, lock=True)
         if current is None or current.status != CaseStatus.DRAFTING:
             await executions.finish(conn, execution_id, "skipped", metadata={"why": "case moved on meanwhile"})
             return None
+        # Counted here, under the customer's lock, in the transaction that queues the reply.
+        sent_today = await drafts_db.auto_replies_today(conn, case_id)
+        decision = decide(replace(facts, auto_replies_today=sent_today), high=policy.high,
+                          always_review_tiers=policy.always_review_tiers, max_auto_replies=policy.auto_replies_per_day)
         draft_id = await drafts_db.save_draft(
             conn, case_id, body=draft.reply, cited=draft.cited, dropped=draft.dropped, confidence=draft.confidence,
             questions=draft.questions, risks=draft.risks, drafter=draft.drafter, model=draft.model,

@@ -35,7 +35,10 @@ async def sync_mailbox(
     own_addresses: frozenset[str] = frozenset(),
     reopen_window: timedelta = timedelta(days=7),
     full_sync_limit: int = 200,
+    processed_label: str | None = None,
 ) -> SyncReport:
+    """`processed_label` goes on every message the desk took (a case or a follow-up), so a person in the
+    inbox sees it; it is applied before the message is marked seen, so a failed label is retried."""
     report = SyncReport()
     async with pool.acquire() as conn:
         cursor = await gmail_db.history_id(conn, mailbox.address)
@@ -64,6 +67,8 @@ async def sync_mailbox(
             own_addresses=own,
             reopen_window=reopen_window,
         )
+        if processed_label and result.case_id is not None:
+            await mailbox.add_label(message.id, processed_label)
         outcome = "skipped" if result.outcome is IntakeOutcome.DUPLICATE else result.outcome.value
         async with pool.acquire() as conn:
             await gmail_db.mark_seen(

@@ -123,6 +123,15 @@ class FakeGmail(FakeServer):
         self._script: deque[Status] = deque()
         # Sends to store and then answer with this code instead of success; None drops the connection unanswered.
         self._lost_send_answers: deque[int | str | None] = deque()
+        # Google's OAuth token endpoint at /token (the `token_uri` of a test's client secrets and token file).
+        self.auth_codes: set[str] = set()  # codes the consent screen "gave out"; each is good once
+        self.access_tokens: list[str] = []  # issued, in order
+        self.refresh_tokens: set[str] = {"r"}
+        self.labels_made_elsewhere: set[str] = set()  # names another worker creates just before ours arrives
+        self._path_script: dict[str, deque[Status]] = {}
+        self.labels: dict[str, dict[str, str]] = {
+            name: {"id": name, "name": name, "type": "system"} for name in ("INBOX", "SENT", "UNREAD", "SPAM", "TRASH")
+        }
 
     # ---- scripting -------------------------------------------------------------------------------------------
 
@@ -138,6 +147,15 @@ class FakeGmail(FakeServer):
         """The next send is stored (it counts as sent) and then never answered: the client waits
         until it is killed, like a worker that dies between sending and recording."""
         self._lost_send_answers.append("hang")
+
+    def fail_next_on(self, path_end: str, code: int, times: int = 1) -> None:
+        """Like fail_next, for requests whose path ends with `path_end` only (e.g. "/modify")."""
+        self._path_script.setdefault(path_end, deque()).extend([Status(code)] * times)
+
+    def grant_code(self, code: str) -> str:
+        """A code the consent screen would put in the redirect address."""
+        self.auth_codes.add(code)
+        return code
 
     def add_message(
         self,
@@ -186,13 +204,21 @@ class FakeGmail(FakeServer):
         app.router.add_get(f"{PREFIX}/messages/{{id}}", self._get)
         app.router.add_post(f"{PREFIX}/messages/{{id}}/modify", self._modify)
         app.router.add_get(f"{PREFIX}/history", self._history)
+        app.router.add_get(f"{PREFIX}/labels", self._labels)
+        app.router.add_post(f"{PREFIX}/labels", self._create_label)
+        app.router.add_post("/token", self._token)
 
     def check_auth(self, rec: RecordedRequest) -> web.StreamResponse | None:
+        if rec.path == "/token":  # the client authenticates with its id and secret in the form
+            return None
         auth = rec.header("Authorization") or ""
         if not auth.startswith("Bearer ") or auth == "Bearer invalid":
             return _error(401, "Request had invalid authentication credentials.")
-        if self._script:
-            failure = self._script.popleft()
+        scripted = next((q for end, q in self._path_script.items() if q and rec.path.endswith(end)), None)
+        if scripted is None and self._script:
+            scripted = self._script
+        if scripted:
+            failure = scripted.popleft()
             return _error(failure.code, failure.message or "scripted failure", retry_headers(failure.retry_after))
         return None
 
@@ -314,3 +340,45 @@ class FakeGmail(FakeServer):
                 stored.history_id = self.history_id
                 self._record_history(kind, stored, labels)
         return web.json_response(stored.resource("minimal"))
+
+    async def _labels(self, request: web.Request) -> web.Response:
+        return web.json_response({"labels": list(self.labels.values())})
+
+    async def _create_label(self, request: web.Request) -> web.Response:
+        name = str((recorded(request).json or {}).get("name", ""))
+        if not name:
+            return _error(400, "Invalid label name")
+        if name in self.labels_made_elsewhere:
+            self.labels_made_elsewhere.discard(name)
+            self.labels[f"Label_other_{len(self.labels)}"] = {"id": f"Label_other_{len(self.labels)}", "name": name,
+                                                              "type": "user"}
+        if any(label["name"].lower() == name.lower() for label in self.labels.values()):
+            return _error(409, "Label name exists or conflicts")
+        label = {"id": f"Label_{len(self.labels) + 1}", "name": name, "type": "user"}
+        self.labels[label["id"]] = label
+        return web.json_response(label)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """OAuth 2.0 token endpoint (RFC 6749 4.1.3 and 6), as Google answers it."""
+        rec = recorded(request)
+        form = rec.form or {}
+        client = (form.get("client_id"), form.get("client_secret"))
+        basic = rec.header("Authorization") or ""
+        if basic.startswith("Basic "):  # requests-oauthlib sends the client's id and secret this way
+            client = tuple(base64.b64decode(basic[6:]).decode().split(":", 1))  # type: ignore[assignment]
+        if client != ("cx-client", "cx-secret"):
+            return web.json_response({"error": "invalid_client", "error_description": "Unauthorized"}, status=401)
+        grant = form.get("grant_type")
+        if grant == "authorization_code" and form.get("code") in self.auth_codes:
+            self.auth_codes.discard(form["code"])
+            refresh = f"refresh-{len(self.refresh_tokens)}"
+            self.refresh_tokens.add(refresh)
+        elif grant == "refresh_token" and form.get("refresh_token") in self.refresh_tokens:
+            refresh = ""  # Google keeps the refresh token and sends none back
+        else:
+            return web.json_response({"error": "invalid_grant", "error_description": "Bad Request"}, status=400)
+        access = f"access-{len(self.access_tokens) + 1}"
+        self.access_tokens.append(access)
+        body = {"access_token": access, "expires_in": 3599, "token_type": "Bearer",
+                "scope": "https://www.googleapis.com/auth/gmail.modify"}
+        return web.json_response(body | ({"refresh_token": refresh} if refresh else {}))
