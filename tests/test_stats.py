@@ -110,3 +110,15 @@ async def test_bad_days_exit_2(capsys):
         await asyncio.to_thread(stats, days=0, as_json=False)  # refused before settings or the database
     assert stopped.value.exit_code == 2
     assert "--days must be at least 1, not 0" in capsys.readouterr().err
+
+
+async def test_a_database_never_migrated_reads_as_an_empty_desk(empty_dsn, tmp_path):
+    """The first command a new operator runs may be a read: it migrates, as `cx run` would, rather than
+    failing on missing tables."""
+    env = cx_env(DATABASE_URL=empty_dsn, CX_DATA_DIR=str(tmp_path))
+    result = await asyncio.to_thread(cx, "stats", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["cases_received"] == 0 and shown["failed_jobs"] == 0
+    jobs_list = await asyncio.to_thread(cx, "jobs", "list", env=env)
+    assert jobs_list.returncode == 0 and "No jobs." in jobs_list.stdout, jobs_list.stderr

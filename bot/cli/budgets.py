@@ -9,7 +9,7 @@ import typer
 
 from bot.cli.common import UsageError, command, out, settings_from_env
 from bot.model_tiers import MODEL_TIERS
-from bot.runtime.database import connect, resolve_dsn
+from bot.runtime.database import connect_migrated
 from db import budgets as budgets_db
 
 budget_app = typer.Typer(help="AI budgets: daily or monthly dollar limits that degrade, not stop, the product.",
@@ -47,7 +47,7 @@ async def set_budget(
         raise UsageError(f"--step {step!r}: choose one of {', '.join(sorted(MODEL_TIERS))}")
     if provider is not None and provider not in PROVIDERS:
         raise UsageError(f"--provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
-    conn = await connect(await resolve_dsn(settings_from_env(quiet=True)))
+    conn = await connect_migrated(settings_from_env(quiet=True))
     try:
         await budgets_db.set_budget(conn, name, period="daily" if period == "daily" else "monthly",
                                     limit_usd=limit, warn_at=warn, step=step, provider=provider)
@@ -61,7 +61,7 @@ async def set_budget(
 @command
 async def off(name: Annotated[str, typer.Argument(help="The budget to switch off.")]) -> None:
     """Switch a budget off (it stays in the table, inactive)."""
-    conn = await connect(await resolve_dsn(settings_from_env(quiet=True)))
+    conn = await connect_migrated(settings_from_env(quiet=True))
     try:
         if not await budgets_db.deactivate(conn, name):
             raise UsageError(f"no active budget named {name!r}")

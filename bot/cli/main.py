@@ -28,7 +28,7 @@ from bot.cli.triage import eval_app, triage_app
 from bot.cli.usage import usage
 from bot.process import ALL_ROLES, parse_roles
 from bot.process import run as run_process
-from bot.runtime.database import connect, migrate_database, open_pool, resolve_dsn
+from bot.runtime.database import connect, connect_migrated, migrate_database, open_pool, resolve_dsn
 from db import jobs as job_queue
 from db.migrate import status as migration_status
 
@@ -184,7 +184,7 @@ async def jobs_failed(limit: Annotated[int, typer.Option(min=1, max=1000)] = 50)
 
 async def _print_jobs(status: str | None, limit: int) -> None:
     settings = settings_from_env()
-    conn = await connect(await resolve_dsn(settings))
+    conn = await connect_migrated(settings)
     try:
         rows = await job_queue.list_jobs(conn, status=status, limit=limit)
     finally:
@@ -207,7 +207,7 @@ async def _print_jobs(status: str | None, limit: int) -> None:
 async def jobs_retry(job_id: Annotated[int, typer.Argument(help="The id shown by `cx jobs failed`.")]) -> None:
     """Queue a failed job again with a fresh attempt budget."""
     settings = settings_from_env()
-    conn = await connect(await resolve_dsn(settings))
+    conn = await connect_migrated(settings)
     try:
         await job_queue.retry_failed(conn, job_id)
     except job_queue.JobNotFailed as exc:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.common import UsageError, command, out, settings_from_env
-from bot.runtime.database import connect, resolve_dsn
+from bot.runtime.database import connect_migrated
 from db import stats as stats_db
 
 
@@ -69,7 +69,7 @@ async def stats(
     if days < 1:
         raise UsageError(f"--days must be at least 1, not {days}")
     settings = settings_from_env(quiet=True)
-    conn = await connect(await resolve_dsn(settings))
+    conn = await connect_migrated(settings)
     try:
         shown = stats_json(await stats_db.ops_stats(conn, days), days)
     finally:

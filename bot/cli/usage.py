@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.cli.common import UsageError, command, out, settings_from_env
-from bot.runtime.database import connect, resolve_dsn
+from bot.runtime.database import connect_migrated
 from db import usage as usage_db
 from pipelines.budgets import BudgetState, budget_states, utc_now
 
@@ -109,7 +109,7 @@ async def usage(
         # Older calls survive only as hourly totals (no per-case or cache detail): a partial table would mislead.
         raise UsageError(f"--days {days} reaches past the {settings.retention_llm_usage_days} days the calls' detail is "
                          "kept (RETENTION_LLM_USAGE_DAYS); `cx stats --days N` has the cost of any window")
-    conn = await connect(await resolve_dsn(settings))
+    conn = await connect_migrated(settings)
     try:
         summary = await usage_db.usage_summary(conn, days)
         budgets = await budget_states(conn, utc_now(), settings.zone)

@@ -157,6 +157,14 @@ async def migrate_database(dsn: str) -> list[Migration]:
         await conn.close()
 
 
+async def connect_migrated(settings: Settings) -> asyncpg.Connection:
+    """One connection to the product's database, migrated first (as `open_pool` does), so that a
+    command run first on a fresh data directory reads an empty desk rather than missing tables."""
+    dsn = await resolve_dsn(settings)
+    await migrate_database(dsn)
+    return await connect(dsn)
+
+
 @asynccontextmanager
 async def open_pool(settings: Settings, *, run_migrations: bool = True) -> AsyncIterator[asyncpg.Pool]:
     """Resolve the database, migrate it, and yield a pool that is closed on exit."""
