@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from uuid import UUID
@@ -26,7 +25,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.networks import validate_email
 
 from db import case_import as case_import_db
 from db import embedding_space
@@ -35,6 +33,7 @@ from db.cases import CaseStatus
 from db.connection import Connection
 from db.pool import transaction
 from pipelines.embedding_backfill import backfill
+from pipelines.models import checked_email
 from pipelines.ports import Embedder
 from pipelines.taxonomy import Priority, Taxonomy
 from pipelines.triage.text_signals import error_codes
@@ -96,7 +95,7 @@ class PastCase(BaseModel):
     @field_validator("customer_email")
     @classmethod
     def _valid_email(cls, value: str) -> str:
-        return _checked_email(value)
+        return checked_email(value).lower()
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> PastCase:
@@ -129,13 +128,6 @@ class PastCase(BaseModel):
         if self.status is not None:
             return self.status
         return CaseStatus.RESOLVED if self.resolved_at is not None else CaseStatus.CLOSED
-
-
-@lru_cache(maxsize=65_536)
-def _checked_email(value: str) -> str:
-    # EmailStr's own check, once per address: customers write many cases, and the check costs
-    # more than the rest of a line's validation together.
-    return validate_email(value)[1].lower()
 
 
 def _labels(taxonomy: Taxonomy, category: str | None, subcategory: str | None) -> tuple[str | None, str | None]:
