@@ -108,14 +108,31 @@ async def open_review(
 
 
 async def save_card_message(conn: Connection, case_id: UUID, channel: str, ts: str) -> None:
+    """Record the case's card; the post it came from is over (its intent goes)."""
     await conn.execute(
         """
+        WITH done AS (DELETE FROM slack_post_intents WHERE case_id = $1 AND purpose = 'review_card')
         INSERT INTO slack_messages (case_id, purpose, channel_id, ts) VALUES ($1, 'review_card', $2, $3)
         ON CONFLICT (case_id, purpose) WHERE case_id IS NOT NULL
         DO UPDATE SET channel_id = EXCLUDED.channel_id, ts = EXCLUDED.ts, updated_at = now()
         """,
         case_id, channel, ts,
     )
+
+
+async def begin_card_post(conn: Connection, case_id: UUID) -> datetime | None:
+    """Say (committed, on a connection outside a transaction) that the case's card is about to be
+    posted; returns when an earlier post began that was never recorded, or None."""
+    earlier: datetime | None = await conn.fetchval(
+        """
+        WITH earlier AS (SELECT started_at FROM slack_post_intents WHERE case_id = $1 AND purpose = 'review_card'),
+             fresh AS (INSERT INTO slack_post_intents (case_id, purpose) VALUES ($1, 'review_card')
+                       ON CONFLICT (case_id, purpose) DO NOTHING)
+        SELECT started_at FROM earlier
+        """,
+        case_id,
+    )
+    return earlier
 
 
 async def decide(

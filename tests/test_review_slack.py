@@ -347,3 +347,31 @@ async def test_two_card_writers_at_once_post_one_card(deps, slack):
     await asyncio.gather(deps.review.post_card(case_id), deps.review.post_card(case_id))
     assert len([m for m in slack.messages if m["thread_ts"] is None]) == 1
     assert len(slack.calls("chat.update")) == 1  # the second found the card and refreshed it
+
+
+async def test_a_card_posted_by_an_attempt_that_died_before_recording_it_is_adopted_not_posted_again(deps, slack):
+    """A process killed between Slack's answer and the record leaves an intent and a card in the
+    channel (carrying its case in the message metadata); the retried job finds that card."""
+    (case_id, _), card = await posted_card(deps, slack)
+    assert card["metadata"] == {"event_type": "cx_review_card", "event_payload": {"case_id": str(case_id)}}
+    # The state the dead attempt left: the card in Slack, its intent, no record.
+    await deps.pool.execute("DELETE FROM slack_messages WHERE case_id = $1", case_id)
+    await deps.pool.execute("INSERT INTO slack_post_intents (case_id, purpose) VALUES ($1, 'review_card')", case_id)
+
+    await job_handlers(deps)["case.review_card"](json.dumps({"case_id": str(case_id)}).encode())
+
+    assert [m["ts"] for m in slack.messages if m["thread_ts"] is None] == [card["ts"]], "no second card"
+    row = await deps.pool.fetchrow("SELECT channel_id, ts FROM slack_messages WHERE case_id = $1", case_id)
+    assert tuple(row) == (REVIEW_CHANNEL, card["ts"])
+    assert await deps.pool.fetchval("SELECT count(*) FROM slack_post_intents") == 0
+    assert slack.calls("chat.update"), "the adopted card is refreshed"
+
+
+async def test_an_attempt_that_died_before_reaching_slack_leaves_the_card_to_the_retry(deps, slack):
+    case_id, _ = await review_case(deps.pool)
+    await deps.pool.execute("INSERT INTO slack_post_intents (case_id, purpose) VALUES ($1, 'review_card')", case_id)
+    assert await run_jobs(deps, "case.review_card") == 1
+    cards = [m for m in slack.messages if m["thread_ts"] is None]
+    assert len(cards) == 1 and slack.calls("conversations.history"), "looked first, then posted once"
+    assert await deps.pool.fetchval("SELECT ts FROM slack_messages WHERE case_id = $1", case_id) == cards[0]["ts"]
+    assert await deps.pool.fetchval("SELECT count(*) FROM slack_post_intents") == 0

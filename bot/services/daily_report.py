@@ -4,7 +4,6 @@ files.completeUploadExternal with the channel's id), once per day."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import asyncpg
@@ -12,6 +11,7 @@ import structlog
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
+from bot.slack.messages import channel_id
 from db import report_deliveries as deliveries_db
 from db.locks import try_advisory_lock
 from handlers.daily_report import chart_comment, report_blocks, report_text
@@ -21,10 +21,6 @@ from pipelines.learning.report import DailyReport
 from pipelines.learning.report_email import DeliveryResult, chart_of
 
 log = structlog.get_logger(__name__)
-
-# files.completeUploadExternal takes a channel id only; chat.postMessage takes a name too.
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
-
 
 def daily_config(settings: Settings) -> DailyConfig:
     return DailyConfig(
@@ -36,26 +32,6 @@ def daily_config(settings: Settings) -> DailyConfig:
     )
 
 
-class ChannelNotFound(LookupError):
-    pass
-
-
-async def channel_id(client: AsyncWebClient, channel: str) -> str:
-    """The id of `channel` (an id already, or a name with or without '#'), among the channels the
-    bot can see (conversations.list: channels:read, groups:read)."""
-    if _CHANNEL_ID.fullmatch(channel):
-        return channel
-    name = channel.removeprefix("#")
-    async for page in await client.conversations_list(types="public_channel,private_channel",
-                                                      exclude_archived=True, limit=1000):
-        for found in page.get("channels", []):
-            if found.get("name") == name:
-                found_id: str = found["id"]
-                return found_id
-    raise ChannelNotFound(f"SLACK_METRICS_CHANNEL {channel}: no such channel the bot can see "
-                          "(invite the bot to it, or set the channel's id)")
-
-
 @dataclass(frozen=True)
 class PostedReport:
     channel_id: str
@@ -65,8 +41,9 @@ class PostedReport:
 
 async def post_message(client: AsyncWebClient, channel: str, report: DailyReport) -> tuple[str, str]:
     """The report's message; (channel id, ts)."""
-    posted = await client.chat_postMessage(channel=await channel_id(client, channel), text=report_text(report),
-                                           blocks=report_blocks(report), unfurl_links=False, unfurl_media=False)
+    posted = await client.chat_postMessage(channel=await channel_id(client, channel, setting="SLACK_METRICS_CHANNEL"),
+                                           text=report_text(report), blocks=report_blocks(report),
+                                           unfurl_links=False, unfurl_media=False)
     return str(posted["channel"]), str(posted["ts"])
 
 

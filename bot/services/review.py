@@ -5,7 +5,7 @@ reviewer's click)."""
 from __future__ import annotations
 
 from functools import partial
-from typing import get_args
+from typing import Any, get_args
 from uuid import UUID
 
 import asyncpg
@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.services.alerts import UrgentAlertService
 from bot.settings import Settings
 from bot.slack.click_inbox import ClickInbox
-from bot.slack.messages import tell
+from bot.slack.messages import channel_id, tell
 from bot.slack.reviewers import ReviewerCheck
 from db.cases import REVIEWABLE
 from db.lifecycle import RESOLVABLE
@@ -38,6 +38,10 @@ from pipelines.review import decisions as review
 from pipelines.taxonomy import Priority, Taxonomy
 
 log = structlog.get_logger(__name__)
+
+# Each card carries its case in the message metadata, so a retried post finds what a dead one left.
+CARD_EVENT = "cx_review_card"
+RECENT_CARDS = 200  # how far back a retried post looks for the card a dead attempt posted
 
 # chat.postMessage takes at most 40,000 characters of text; the thread copy of a long message
 # stops a little before that.
@@ -107,9 +111,20 @@ class SlackReviewService(ReviewService):
                     log.warning("review.card_gone", case_id=str(case_id), error=exc.response.get("error"))
             if not card.actionable:
                 return
-            posted = await self._client.chat_postMessage(channel=self._settings.slack_review_channel,
-                                                         blocks=review_card_blocks(card),
-                                                         text=card_fallback_text(card))
+            earlier = await review.begin_card_post(conn, case_id)
+            found = await self._posted_before(case_id) if earlier is not None else None
+            if found is not None:
+                # An earlier attempt posted the card and died before recording it: adopt and refresh it.
+                channel, ts = found
+                await review.record_card(conn, case_id, channel, ts)
+                await self._client.chat_update(channel=channel, ts=ts, blocks=review_card_blocks(card),
+                                               text=card_fallback_text(card))
+                return
+            posted = await self._client.chat_postMessage(
+                channel=self._settings.slack_review_channel, blocks=review_card_blocks(card),
+                text=card_fallback_text(card),
+                metadata={"event_type": CARD_EVENT, "event_payload": {"case_id": str(case_id)}},
+            )
             await review.record_card(conn, case_id, posted["channel"], posted["ts"])
         if self._alerts is not None:
             await self._alerts.refresh(case_id)  # a critical case's alert links its new card
@@ -118,6 +133,20 @@ class SlackReviewService(ReviewService):
         if len(full) > mrkdwn.SECTION_TEXT // 2:
             await self._client.chat_postMessage(channel=posted["channel"], thread_ts=posted["ts"],
                                                 text=mrkdwn.truncate(full, THREAD_TEXT))
+
+    async def _posted_before(self, case_id: UUID) -> tuple[str, str] | None:
+        """(channel id, ts) of the case's card among the review channel's latest messages, posted by
+        an attempt that died before recording it; None when that attempt did not reach Slack. One
+        page: the attempt was that job's previous run, minutes ago, not hundreds of cards back."""
+        channel = await channel_id(self._client, self._settings.slack_review_channel, setting="SLACK_REVIEW_CHANNEL")
+        page = await self._client.conversations_history(channel=channel, include_all_metadata=True, limit=RECENT_CARDS)
+        messages: list[dict[str, Any]] = page.get("messages", [])
+        for message in messages:
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == CARD_EVENT and metadata.get("event_payload", {}).get("case_id") == str(case_id):
+                log.warning("review.card_adopted", case_id=str(case_id), ts=message["ts"])
+                return channel, str(message["ts"])
+        return None
 
     async def run_action(self, request: ActionRequest) -> None:
         """A reviewer's click: refused unless they are a reviewer; otherwise applied, the card (and

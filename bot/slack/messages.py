@@ -1,7 +1,9 @@
 """Slack Web API chores the services share: a private word to one person, an answer through a
-response_url, and the workspace's URL that message links are built from."""
+response_url, a channel's id from its name, and the workspace's URL that message links are built from."""
 
 from __future__ import annotations
+
+import re
 
 import structlog
 from slack_sdk.errors import SlackApiError
@@ -11,6 +13,29 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from handlers.errors import CANNOT_POST
 
 log = structlog.get_logger(__name__)
+
+# files.completeUploadExternal and conversations.history take a channel id only; chat.postMessage takes a name too.
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+
+
+class ChannelNotFound(LookupError):
+    pass
+
+
+async def channel_id(client: AsyncWebClient, channel: str, *, setting: str) -> str:
+    """The id of `channel` (an id already, or a name with or without '#'), among the channels the
+    bot can see (conversations.list: channels:read, groups:read); `setting` names where it came from."""
+    if _CHANNEL_ID.fullmatch(channel):
+        return channel
+    name = channel.removeprefix("#")
+    async for page in await client.conversations_list(types="public_channel,private_channel",
+                                                      exclude_archived=True, limit=1000):
+        for found in page.get("channels", []):
+            if found.get("name") == name:
+                found_id: str = found["id"]
+                return found_id
+    raise ChannelNotFound(f"{setting} {channel}: no such channel the bot can see "
+                          "(invite the bot to it, or set the channel's id)")
 
 
 async def tell(client: AsyncWebClient, *, channel: str | None, user: str, text: str,

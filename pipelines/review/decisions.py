@@ -90,6 +90,12 @@ async def record_card(conn: Connection, case_id: UUID, channel: str, ts: str) ->
     await review_db.save_card_message(conn, case_id, channel, ts)
 
 
+async def begin_card_post(conn: Connection, case_id: UUID) -> datetime | None:
+    """Before a first card is posted: when an earlier post began that was never recorded (its
+    process died between Slack's answer and the record), else None."""
+    return await review_db.begin_card_post(conn, case_id)
+
+
 async def card_facts(pool: asyncpg.Pool, case_id: UUID) -> CardFacts | None:
     async with pool.acquire() as conn:
         return await _shown(conn, await review_db.card_facts(conn, case_id))

@@ -81,6 +81,7 @@ class FakeSlack(FakeServer):
             "views.publish": self._view_publish,
             "conversations.members": self._members,
             "conversations.replies": self._replies,
+            "conversations.history": self._history,
             "usergroups.users.list": self._usergroup_users,
             "users.info": self._user_info,
             "reactions.add": self._reaction_add,
@@ -296,6 +297,17 @@ class FakeSlack(FakeServer):
         keep_metadata = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
         return {"ok": True, "messages": [m if keep_metadata else {k: v for k, v in m.items() if k != "metadata"}
                                          for m in thread],
+                "has_more": False, "response_metadata": {"next_cursor": ""}}
+
+    def _history(self, p: Params) -> dict[str, Any]:
+        """The channel's top-level messages, newest first (one page of `limit`)."""
+        channel = _required(p, "channel", "channel_not_found")
+        limit = int(p.get("limit") or 100)
+        keep_metadata = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+        found = [m for m in reversed(self.messages) if m["channel"] == channel and m["thread_ts"] in (None, m["ts"])]
+        found = found[:limit]
+        return {"ok": True, "messages": [m if keep_metadata else {k: v for k, v in m.items() if k != "metadata"}
+                                         for m in found],
                 "has_more": False, "response_metadata": {"next_cursor": ""}}
 
     def _usergroup_users(self, p: Params) -> dict[str, Any]:
