@@ -33,6 +33,7 @@ DATABASE_DOWN = (
     asyncpg.PostgresConnectionError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now (starting up)
+    asyncpg.exceptions.InternalClientError,  # a pooled connection left mid-operation by the outage
     OSError,  # connecting: refused, or the server's unix socket is gone; the routes do no other I/O
     TimeoutError,  # no pooled connection within the acquire timeout
 )
