@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -217,11 +216,3 @@ def test_a_refused_request_takes_no_token():
     assert all(w == pytest.approx(1.0) for w in waits)
     clock.now += 1.0
     assert limiter.take("k") is None
-
-
-def test_the_limiter_is_cheap():
-    limiter = RateLimiter(60, 60, clock=time.monotonic)
-    started = time.perf_counter()
-    for n in range(20_000):
-        limiter.take(f"10.0.{n % 256}.{n % 200}")
-    assert time.perf_counter() - started < 1.0  # ~2 µs a check: off the request's critical path
