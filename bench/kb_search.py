@@ -1,7 +1,7 @@
 """Knowledge-base hybrid search at scale: latency of `db.kb.hybrid_search` and recall of its HNSW ranking.
 
     python bench/kb_search.py [--chunks 100000] [--queries 300] [--warmup 30] [--seed 0]
-                              [--diagnostics 100] [--ef-search N] [--keep-indexes] [--json]
+                              [--diagnostics 100] [--ef-search N] [--keep-indexes] [--multilingual] [--json]
 
 Loads synthetic articles into a scratch database on the embedded server in a temporary directory
 (or DATABASE_URL's server), dropped afterwards. The data is made to be searched like a real one:
@@ -28,6 +28,14 @@ filtered recall, and times full text alone and hybrid_search with `plan_cache_mo
 force_custom_plan`: asyncpg prepares every statement, and after five executions Postgres may switch
 to a generic plan; `generic_plan_uses_hnsw` (and its filtered twin) says whether that plan still
 reaches the HNSW index.
+
+`--multilingual` also fills every chunk's `embedding_multilingual` (512-d, made as the 384-d vectors
+are, in a space of its own around the same clusters and articles), keeps its partial HNSW index
+(migration 0022) in place, built after the load like the others, and times every query once more
+through `hybrid_search(..., multilingual=...)` with a 512-d vector near the same article: the
+statement the product runs for a question that is not in English, with a third ranking. Its figures
+are the `multilingual_*` keys, with p99 (and `p99_ms`, `filtered_p99_ms` for the English-only
+statement, to compare); without the flag the output is as before.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ from bot.settings import load_settings  # noqa: E402
 from db import kb  # noqa: E402
 
 DIMS = 384
+MULTILINGUAL_DIMS = 512  # kb_chunks.embedding_multilingual (migration 0022)
 K = 10
 CLUSTERS = 300
 LATENT_DIMS = 64  # cluster centres mostly live in a subspace of this rank
@@ -66,6 +75,7 @@ TOPIC_WORDS = 12  # words peculiar to each cluster, found in no other
 TOPIC_SHARE = 0.2  # share of a chunk's words drawn from its cluster's topic words
 BATCH = 10_000  # chunks per COPY
 HNSW_INDEX = "kb_chunks_embedding_384_idx"
+MULTILINGUAL_HNSW_INDEX = "kb_chunks_embedding_multilingual_idx"
 GIN_INDEX = "kb_chunks_tsv_idx"
 
 STOP_WORDS = (
@@ -123,6 +133,9 @@ class Corpus:
     chunk_article: np.ndarray  # article index of each chunk, sorted
     chunk_ordinal: np.ndarray
     vectors: np.ndarray  # (chunks, DIMS) float32, unit length
+    # With --multilingual, as article_vectors and vectors but MULTILINGUAL_DIMS wide; else None.
+    multilingual_article_vectors: np.ndarray | None = None
+    multilingual_vectors: np.ndarray | None = None
 
 
 def make_vocab(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -148,7 +161,35 @@ def draw(rng: np.random.Generator, cdf: np.ndarray, size: int | tuple[int, ...])
     return np.minimum(np.searchsorted(cdf, rng.random(size)), len(cdf) - 1)
 
 
-def make_corpus(n_chunks: int, seed: int) -> Corpus:
+def article_points(rng: np.random.Generator, dims: int, article_cluster: np.ndarray) -> np.ndarray:
+    """Unnormalised `dims`-d article points: each article near its cluster's centre."""
+    # Cluster centres: mostly a low-rank subspace plus a shared direction, so that clusters are
+    # not all orthogonal to one another as independent high-dimensional noise would be.
+    basis = rng.standard_normal((LATENT_DIMS, dims))
+    centres = unit(rng.standard_normal((CLUSTERS, LATENT_DIMS)) @ basis / np.sqrt(LATENT_DIMS)
+                   + 0.5 * rng.standard_normal((CLUSTERS, dims)) + 0.6 * rng.standard_normal(dims))
+    return (centres[article_cluster]
+            + 0.9 / np.sqrt(dims) * rng.standard_normal((len(article_cluster), dims))).astype(np.float32)
+
+
+def near(rng: np.random.Generator, points: np.ndarray, spread: float) -> np.ndarray:
+    """Unit vectors near `points` (one point, or one per row). Noise scaled by 1/sqrt(dims)
+    has the same length in any dimension, so a spread means the same in 384 and 512 dimensions."""
+    return unit(points + spread / np.sqrt(points.shape[-1]) * rng.standard_normal(points.shape))
+
+
+def chunk_points(rng: np.random.Generator, article_vectors: np.ndarray, chunk_article: np.ndarray) -> np.ndarray:
+    """Unit chunk vectors, each near its article's point."""
+    n = len(chunk_article)
+    vectors = np.empty((n, article_vectors.shape[1]), dtype=np.float32)
+    # Batch by batch: the float64 noise for all chunks at once would be another 300-400 MB at 100k.
+    for lo in range(0, n, BATCH):
+        hi = min(n, lo + BATCH)
+        vectors[lo:hi] = near(rng, article_vectors[chunk_article[lo:hi]], 0.7)
+    return vectors
+
+
+def make_corpus(n_chunks: int, seed: int, *, multilingual: bool = False) -> Corpus:
     rng = np.random.default_rng(seed)
     vocab = make_vocab(rng, GENERAL_WORDS + CLUSTERS * TOPIC_WORDS)
     cdf = zipf_cdf(GENERAL_WORDS)
@@ -167,23 +208,13 @@ def make_corpus(n_chunks: int, seed: int) -> Corpus:
     )
     article_published = rng.random(n_articles) >= 0.03  # a few drafts and archived articles
 
-    # Cluster centres: mostly a low-rank subspace plus a shared direction, so that clusters are
-    # not all orthogonal to one another as independent 384-d noise would be.
-    basis = rng.standard_normal((LATENT_DIMS, DIMS))
-    centres = unit(rng.standard_normal((CLUSTERS, LATENT_DIMS)) @ basis / np.sqrt(LATENT_DIMS)
-                   + 0.5 * rng.standard_normal((CLUSTERS, DIMS)) + 0.6 * rng.standard_normal(DIMS))
-    article_vectors = (centres[article_cluster]
-                       + 0.9 / np.sqrt(DIMS) * rng.standard_normal((n_articles, DIMS))).astype(np.float32)
+    article_vectors = article_points(rng, DIMS, article_cluster)
 
     # One chunk for every article, the rest spread at random: 1 + Poisson(4) chunks an article.
     chunk_article = np.sort(np.concatenate([np.arange(n_articles), rng.integers(0, n_articles, n_chunks - n_articles)]))
     starts = np.searchsorted(chunk_article, np.arange(n_articles))
     chunk_ordinal = np.arange(n_chunks) - starts[chunk_article]
-    vectors = np.empty((n_chunks, DIMS), dtype=np.float32)
-    for lo in range(0, n_chunks, BATCH):
-        hi = min(n_chunks, lo + BATCH)
-        vectors[lo:hi] = unit(article_vectors[chunk_article[lo:hi]]
-                              + 0.7 / np.sqrt(DIMS) * rng.standard_normal((hi - lo, DIMS)))
+    vectors = chunk_points(rng, article_vectors, chunk_article)
 
     titles = []
     for a in range(n_articles):
@@ -192,13 +223,20 @@ def make_corpus(n_chunks: int, seed: int) -> Corpus:
         words.append(vocab[len(STOP_WORDS) + int(rng.integers(0, head - len(STOP_WORDS)))])
         rng.shuffle(words)
         titles.append(" ".join(words).capitalize())
-    return Corpus(
+    corpus = Corpus(
         vocab=vocab, cdf=cdf, topic_words=topic_words, topic_cdf=topic_cdf, categories=categories,
         article_ids=deterministic_uuids(rng, n_articles), article_cluster=article_cluster,
         article_category=article_category, article_published=article_published,
         article_vectors=article_vectors, titles=titles, chunk_ids=deterministic_uuids(rng, n_chunks),
         chunk_article=chunk_article, chunk_ordinal=chunk_ordinal, vectors=vectors,
     )
+    if multilingual:
+        # The same clusters and articles in a space of their own, as another encoder places the
+        # same texts. A generator of its own, so that the flag changes no other generated value.
+        ml_rng = np.random.default_rng([seed, 3])
+        corpus.multilingual_article_vectors = article_points(ml_rng, MULTILINGUAL_DIMS, article_cluster)
+        corpus.multilingual_vectors = chunk_points(ml_rng, corpus.multilingual_article_vectors, chunk_article)
+    return corpus
 
 
 def words_for(corpus: Corpus, rng: np.random.Generator, cluster: int, n: int, topic_share: float) -> list[str]:
@@ -238,6 +276,10 @@ CHUNK_COLUMNS = ["chunk_id", "article_id", "ordinal", "heading", "content", "tok
                  "embedding", "title_terms"]
 
 
+def chunk_columns(corpus: Corpus) -> list[str]:
+    return CHUNK_COLUMNS + (["embedding_multilingual"] if corpus.multilingual_vectors is not None else [])
+
+
 def chunk_records(corpus: Corpus, article_tags: list[list[str]], lo: int, hi: int, seed: int) -> list[tuple]:
     rng = np.random.default_rng([seed, lo])
     # As the importer cuts them: most chunks are full 230-word windows, a section's last is shorter.
@@ -249,11 +291,14 @@ def chunk_records(corpus: Corpus, article_tags: list[list[str]], lo: int, hi: in
         content = sentences(words_for(corpus, rng, cluster, int(n), TOPIC_SHARE), rng)
         section = " ".join(words_for(corpus, rng, cluster, int(rng.integers(2, 5)), 0.5)).capitalize()
         title = corpus.titles[a]
-        records.append((
+        record: tuple[object, ...] = (
             corpus.chunk_ids[i], corpus.article_ids[a], int(corpus.chunk_ordinal[i]), f"{title} › {section}", content,
             round(int(n) * 1.3), hashlib.sha256(content.encode()).hexdigest(), corpus.vectors[i],
             " ".join([title, *article_tags[a]]).replace("_", " "),
-        ))
+        )
+        if corpus.multilingual_vectors is not None:
+            record += (corpus.multilingual_vectors[i],)
+        records.append(record)
     return records
 
 
@@ -262,17 +307,22 @@ class Query:
     text: str
     vector: np.ndarray
     category: str  # for the filtered run: drawn independently of the query
+    multilingual: np.ndarray | None = None  # with --multilingual: 512-d, near the same article
 
 
 def make_queries(corpus: Corpus, n: int, seed: int) -> list[Query]:
     rng = np.random.default_rng([seed, 1])
+    # Multilingual query vectors from a generator of their own: the flag changes no other query.
+    ml_rng = np.random.default_rng([seed, 4])
     out = []
     for _ in range(n):
         # A question about some article (picked as often as it has chunks), phrased differently.
         a = int(corpus.chunk_article[int(rng.integers(0, len(corpus.chunk_article)))])
-        vector = unit(corpus.article_vectors[a] + 0.8 / np.sqrt(DIMS) * rng.standard_normal(DIMS))
+        vector = near(rng, corpus.article_vectors[a], 0.8)
         words = words_for(corpus, rng, int(corpus.article_cluster[a]), int(rng.integers(3, 9)), 0.5)
-        out.append(Query(" ".join(words), vector, corpus.categories[int(rng.integers(0, CATEGORIES))]))
+        multilingual = (None if corpus.multilingual_article_vectors is None
+                        else near(ml_rng, corpus.multilingual_article_vectors[a], 0.8))
+        out.append(Query(" ".join(words), vector, corpus.categories[int(rng.integers(0, CATEGORIES))], multilingual))
     return out
 
 
@@ -308,11 +358,15 @@ async def vector_top(conn: asyncpg.Connection, query: Query, *, filtered: bool) 
     return [r["chunk_id"] for r in rows], (time.perf_counter() - started) * 1000
 
 
-async def plans_use_hnsw(conn: asyncpg.Connection, query: Query, *, filtered: bool) -> tuple[bool, bool]:
-    """Whether hybrid_search's statement reaches the HNSW index in a custom plan (planned for the
-    parameters' values) and in the generic plan that Postgres may switch a prepared statement to
-    after five executions (asyncpg prepares and caches every statement)."""
-    sql, args = kb.search_call(query.text, query.vector, K, category=query.category if filtered else None)
+async def plans_use_hnsw(conn: asyncpg.Connection, query: Query, *, filtered: bool,
+                         multilingual: bool = False) -> tuple[bool, bool]:
+    """Whether hybrid_search's statement reaches the HNSW index (with `multilingual`, both HNSW
+    indexes) in a custom plan (planned for the parameters' values) and in the generic plan that
+    Postgres may switch a prepared statement to after five executions (asyncpg prepares and caches
+    every statement)."""
+    sql, args = kb.search_call(query.text, query.vector, K, category=query.category if filtered else None,
+                               multilingual=query.multilingual if multilingual else None)
+    indexes = (HNSW_INDEX, MULTILINGUAL_HNSW_INDEX) if multilingual else (HNSW_INDEX,)
     assert "$bench$" not in sql
     async with conn.transaction():
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
@@ -330,7 +384,7 @@ async def plans_use_hnsw(conn: asyncpg.Connection, query: Query, *, filtered: bo
             END
             $do$""")
         generic = await conn.fetchval("SELECT current_setting('bench.generic_plan')")
-    return HNSW_INDEX in custom, HNSW_INDEX in generic
+    return all(i in custom for i in indexes), all(i in generic for i in indexes)
 
 
 async def load(conn: asyncpg.Connection, corpus: Corpus, seed: int, keep_indexes: bool,
@@ -338,14 +392,17 @@ async def load(conn: asyncpg.Connection, corpus: Corpus, seed: int, keep_indexes
     workers = max(0, min(7, (os.cpu_count() or 2) - 1))
     await conn.execute("SET maintenance_work_mem = '512MB'")
     await conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
+    # Without --multilingual its index stays, as it was before the bench knew of it: the column is
+    # NULL in every row, so the partial index is empty and costs the load nothing.
+    multilingual = corpus.multilingual_vectors is not None
+    names = [HNSW_INDEX, GIN_INDEX] + ([MULTILINGUAL_HNSW_INDEX] if multilingual else [])
     definitions = {
         r["indexname"]: r["indexdef"]
         for r in await conn.fetch(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'kb_chunks' AND indexname = ANY($1)",
-            [HNSW_INDEX, GIN_INDEX],
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'kb_chunks' AND indexname = ANY($1)", names,
         )
     }
-    assert set(definitions) == {HNSW_INDEX, GIN_INDEX}, f"indexes not found: {definitions}"
+    assert set(definitions) == set(names), f"indexes not found: {set(names) - set(definitions)}"
     if not keep_indexes:
         for name in definitions:
             await conn.execute(f"DROP INDEX {name}")
@@ -365,7 +422,7 @@ async def load(conn: asyncpg.Connection, corpus: Corpus, seed: int, keep_indexes
         if hi < n:
             pending = asyncio.create_task(
                 asyncio.to_thread(chunk_records, corpus, article_tags, hi, min(n, hi + BATCH), seed))
-        await conn.copy_records_to_table("kb_chunks", records=records, columns=CHUNK_COLUMNS)
+        await conn.copy_records_to_table("kb_chunks", records=records, columns=chunk_columns(corpus))
         progress(f"loaded {hi}/{n} chunks")
     load_s = time.perf_counter() - started
 
@@ -379,8 +436,13 @@ async def load(conn: asyncpg.Connection, corpus: Corpus, seed: int, keep_indexes
         await conn.execute(definitions[HNSW_INDEX])
         timings["index_seconds"] = time.perf_counter() - started
         progress(f"HNSW index built in {timings['index_seconds']:.1f}s")
+        if multilingual:
+            started = time.perf_counter()
+            await conn.execute(definitions[MULTILINGUAL_HNSW_INDEX])
+            timings["multilingual_index_seconds"] = time.perf_counter() - started
+            progress(f"multilingual HNSW index built in {timings['multilingual_index_seconds']:.1f}s")
     else:
-        timings["gin_index_seconds"] = timings["index_seconds"] = 0.0
+        timings["gin_index_seconds"] = timings["index_seconds"] = timings["multilingual_index_seconds"] = 0.0
     started = time.perf_counter()
     await conn.execute("VACUUM (ANALYZE) kb_articles, kb_chunks")
     await kb.refresh_statistics(conn)
@@ -389,7 +451,7 @@ async def load(conn: asyncpg.Connection, corpus: Corpus, seed: int, keep_indexes
 
 
 async def timed_searches(conn: asyncpg.Connection, queries: list[Query], *, filtered: bool,
-                         vector: bool = True) -> tuple[list[float], list[int]]:
+                         vector: bool = True, multilingual: bool = False) -> tuple[list[float], list[int]]:
     latencies, returned = [], []
     gc.collect()
     gc.disable()  # the client's own collector pauses would count as search latency
@@ -397,7 +459,8 @@ async def timed_searches(conn: asyncpg.Connection, queries: list[Query], *, filt
         for q in queries:
             started = time.perf_counter()
             hits = await kb.hybrid_search(conn, q.text, q.vector if vector else None, K,
-                                          category=q.category if filtered else None)
+                                          category=q.category if filtered else None,
+                                          multilingual=q.multilingual if multilingual else None)
             latencies.append((time.perf_counter() - started) * 1000)
             returned.append(len(hits))
     finally:
@@ -416,7 +479,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
     started_all = time.perf_counter()
     started = time.perf_counter()
-    corpus = make_corpus(args.chunks, args.seed)
+    corpus = make_corpus(args.chunks, args.seed, multilingual=args.multilingual)
     queries = make_queries(corpus, args.warmup + args.queries, args.seed)
     warmup, measured = queries[:args.warmup], queries[args.warmup:]
     progress(f"generated {len(corpus.article_ids)} articles, {args.chunks} chunks in {time.perf_counter() - started:.1f}s")
@@ -437,12 +500,22 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         )
         custom_hnsw, generic_hnsw = await plans_use_hnsw(conn, measured[0], filtered=False)
         filtered_custom_hnsw, filtered_generic_hnsw = await plans_use_hnsw(conn, measured[0], filtered=True)
+        if args.multilingual:
+            multilingual_plans = {
+                prefix: await plans_use_hnsw(conn, measured[0], filtered=filtered, multilingual=True)
+                for prefix, filtered in (("multilingual_", False), ("multilingual_filtered_", True))
+            }
+            multilingual_hnsw_size = await conn.fetchval("SELECT pg_size_pretty(pg_relation_size($1::regclass))",
+                                                         MULTILINGUAL_HNSW_INDEX)
         if args.ef_search is not None:
             await conn.execute(f"SET hnsw.ef_search = {args.ef_search}")
 
         progress("warming up")
         await timed_searches(conn, warmup, filtered=False)
         await timed_searches(conn, warmup, filtered=True)
+        if args.multilingual:
+            await timed_searches(conn, warmup, filtered=False, multilingual=True)
+            await timed_searches(conn, warmup, filtered=True, multilingual=True)
         for q in warmup:
             await vector_top(conn, q, filtered=False)
 
@@ -450,6 +523,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         latencies, returned = await timed_searches(conn, measured, filtered=False)
         progress(f"p50 {statistics.median(latencies):.1f} ms, p95 {percentile(latencies, 0.95):.1f} ms; with a filter")
         filtered_latencies, filtered_returned = await timed_searches(conn, measured, filtered=True)
+        if args.multilingual:
+            # The same queries again, as a question that is not in English is searched.
+            progress(f"filtered p50 {statistics.median(filtered_latencies):.1f} ms; multilingual")
+            ml_latencies, ml_returned = await timed_searches(conn, measured, filtered=False, multilingual=True)
+            progress(f"multilingual p50 {statistics.median(ml_latencies):.1f} ms; with a filter")
+            ml_filtered_latencies, ml_filtered_returned = await timed_searches(conn, measured, filtered=True,
+                                                                               multilingual=True)
         # Where the time goes, on a subset: full text alone, and every statement planned afresh
         # for its parameters (no generic plans).
         subset = measured[:args.diagnostics]
@@ -474,6 +554,30 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         articles, chunks = await conn.fetchval("SELECT count(*) FROM kb_articles"), await conn.fetchval(
             "SELECT count(*) FROM kb_chunks")
 
+    if args.multilingual:
+        # The English-only figures' p99 too, to compare with the multilingual statement's.
+        multilingual_figures = {
+            "multilingual_dims": MULTILINGUAL_DIMS,
+            "multilingual_weight": kb.MULTILINGUAL_WEIGHT,
+            "p99_ms": round(percentile(latencies, 0.99), 2),
+            "filtered_p99_ms": round(percentile(filtered_latencies, 0.99), 2),
+            "multilingual_p50_ms": round(statistics.median(ml_latencies), 2),
+            "multilingual_p95_ms": round(percentile(ml_latencies, 0.95), 2),
+            "multilingual_p99_ms": round(percentile(ml_latencies, 0.99), 2),
+            "multilingual_max_ms": round(max(ml_latencies), 2),
+            "multilingual_mean_results": round(statistics.fmean(ml_returned), 2),
+            "multilingual_filtered_p50_ms": round(statistics.median(ml_filtered_latencies), 2),
+            "multilingual_filtered_p95_ms": round(percentile(ml_filtered_latencies, 0.95), 2),
+            "multilingual_filtered_p99_ms": round(percentile(ml_filtered_latencies, 0.99), 2),
+            "multilingual_filtered_mean_results": round(statistics.fmean(ml_filtered_returned), 2),
+            "multilingual_filtered_min_results": min(ml_filtered_returned),
+            "multilingual_index_seconds": round(timings["multilingual_index_seconds"], 1),
+            "multilingual_hnsw_size": multilingual_hnsw_size,
+            **{f"{prefix}custom_plan_uses_hnsw": custom for prefix, (custom, _) in multilingual_plans.items()},
+            **{f"{prefix}generic_plan_uses_hnsw": generic for prefix, (_, generic) in multilingual_plans.items()},
+        }
+    else:
+        multilingual_figures = {}
     exact = exact_top(corpus, measured, filtered=False)
     exact_filtered = exact_top(corpus, subset, filtered=True)
     return {
@@ -493,6 +597,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "filtered_min_results": min(filtered_returned),
         "filtered_recall_at_10": round(recall(found_filtered, exact_filtered), 4),
         "filtered_vector_candidates_mean": round(statistics.fmean(found_filtered_count), 1),
+        **multilingual_figures,
         "vector_only_p50_ms": round(statistics.median(vector_ms), 2),
         "vector_only_p95_ms": round(percentile(vector_ms, 0.95), 2),
         "text_only_p50_ms": round(statistics.median(text_latencies), 2),
@@ -534,6 +639,8 @@ def main() -> None:
                         help=f"try another hnsw.ef_search than db.kb's ({kb.SESSION_SETTINGS['hnsw.ef_search']}), for comparison")
     parser.add_argument("--keep-indexes", action="store_true",
                         help="load into the HNSW and GIN indexes instead of building them afterwards")
+    parser.add_argument("--multilingual", action="store_true",
+                        help="also load 512-d multilingual vectors and time every search with one too")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.chunks < 5 * K or args.queries < 1:
@@ -543,8 +650,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
     else:
+        width = max(32, *map(len, result))  # 32 fits every key but some of --multilingual's
         for key, value in result.items():
-            print(f"{key:>32}: {value}")
+            print(f"{key:>{width}}: {value}")
 
 
 if __name__ == "__main__":

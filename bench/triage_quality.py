@@ -7,6 +7,8 @@ Splits the labelled file into stratified folds, runs `cx eval triage --train …
 on each (a scratch database per fold), and reports each fold and the mean of every figure.
 `--per-class N` trains each fold on only N examples of each label (drawn with the fold's number as
 seed) and still tests on the whole held-out fold: a new team's cold start, averaged over the folds.
+With `--unlabelled`, the rest of the fold's training rows join as past cases without their labels
+(`cx eval triage --unlabelled`): a new team that labelled N per label of a history it already has.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from pipelines.triage.history import per_class, read_history  # noqa: E402
+
 FIGURES = ("accuracy", "macro_f1", "coverage_at_p98", "coverage_at_high", "precision_at_high", "train_seconds",
-           "single_case_ms")
+           "single_case_ms", "pseudo_labelled")
 
 
 def stratified_folds(rows: list[dict[str, str]], k: int, seed: int) -> list[list[int]]:
@@ -44,6 +49,12 @@ def stratified_folds(rows: list[dict[str, str]], k: int, seed: int) -> list[list
     return folds
 
 
+def mean(values: list[float | None]) -> float | None:
+    """The mean of the folds that have the figure (precision at HIGH: none when no case gets there)."""
+    known = [v for v in values if v is not None]
+    return round(statistics.mean(known), 4) if known else None
+
+
 def write(path: Path, rows: list[dict[str, str]]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["text", "category"])
@@ -59,6 +70,7 @@ def main() -> None:
     parser.add_argument("--embeddings", default="local")
     parser.add_argument("--per-class", type=int)
     parser.add_argument("--taxonomy", type=Path)
+    parser.add_argument("--unlabelled", action="store_true", help="with --per-class: the undrawn rows, unlabelled")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -72,12 +84,17 @@ def main() -> None:
         held = set(test_idx)
         write(work / "train.csv", [r for i, r in enumerate(rows) if i not in held])
         write(work / "test.csv", [rows[i] for i in test_idx])
+        if args.unlabelled and args.per_class:
+            # The command's own draw, to leave out exactly the rows it labels.
+            drawn = {r.text for r in per_class(read_history(work / "train.csv", None), args.per_class, n)}
+            write(work / "unlabelled.csv", [r for i, r in enumerate(rows) if i not in held and r["text"] not in drawn])
         done = subprocess.run(
             [sys.executable, "-c", "from bot.cli.main import main; main()", "eval", "triage",
              "--train", str(work / "train.csv"), "--test", str(work / "test.csv"),
              "--embeddings", args.embeddings, "--json",
              *(["--per-class", str(args.per_class), "--seed", str(n)] if args.per_class else []),
-             *(["--taxonomy", str(args.taxonomy.resolve())] if args.taxonomy else [])],
+             *(["--taxonomy", str(args.taxonomy.resolve())] if args.taxonomy else []),
+             *(["--unlabelled", str(work / "unlabelled.csv")] if args.unlabelled and args.per_class else [])],
             cwd=ROOT, env=env, capture_output=True, text=True,
         )
         if done.returncode != 0:
@@ -85,15 +102,16 @@ def main() -> None:
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(figures)
         if not args.json:
-            print(f"fold {n}: " + " ".join(f"{k}={figures[k]:.4f}" for k in FIGURES), flush=True)
+            print(f"fold {n}: " + " ".join(f"{k}={figures.get(k)}" for k in FIGURES), flush=True)
     summary = {
         "data": str(args.data),
         "folds": args.folds,
         "embeddings": args.embeddings,
         "per_class": args.per_class,
         "taxonomy": str(args.taxonomy) if args.taxonomy else None,
+        "unlabelled": bool(args.unlabelled and args.per_class),
         "model": results[0]["model"],
-        **{f"mean_{k}": round(statistics.mean(r[k] for r in results), 4) for k in FIGURES},
+        **{f"mean_{k}": mean([r.get(k) for r in results]) for k in FIGURES},
         **{f"min_{k}": round(min(r[k] for r in results), 4) for k in ("accuracy", "coverage_at_p98")},
         "median_single_case_ms": round(statistics.median(r["single_case_ms"] for r in results), 2),
     }

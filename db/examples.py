@@ -112,3 +112,33 @@ async def training_set(conn: Connection) -> tuple[list[EmbeddedExample], datetim
             "SELECT text, category, subcategory, embedding, created_at FROM labelled_examples ORDER BY created_at"
         )
     return [_embedded(r) for r in rows], until
+
+
+@dataclass(frozen=True)
+class UnlabelledCase:
+    text: str  # as triage reads it: the subject, then the message
+    embedding: np.ndarray | None  # the case's vector by the embedder asked about, if it has one
+
+
+async def unlabelled_cases(conn: Connection, embedding_model: str | None, limit: int) -> list[UnlabelledCase]:
+    """The newest `limit` cases no labelled example comes from: live cases the model triaged itself
+    and past cases imported without labels (an erased case's message is cleared: not among them)."""
+    rows = await conn.fetch(
+        """
+        SELECT CASE WHEN c.subject IS NULL THEN c.description ELSE c.subject || E'\\n' || c.description END AS text,
+               e.embedding
+        FROM cases c
+        LEFT JOIN case_embeddings e ON e.case_id = c.case_id AND e.model = $1
+        WHERE c.description <> ''
+          AND NOT EXISTS (SELECT 1 FROM labelled_examples l WHERE l.case_id = c.case_id)
+        ORDER BY c.created_at DESC
+        LIMIT $2
+        """,
+        embedding_model,
+        limit,
+    )
+    return [
+        UnlabelledCase(r["text"], None if r["embedding"] is None else np.asarray(r["embedding"].to_numpy(),
+                                                                                 dtype=np.float32))
+        for r in rows
+    ]

@@ -5,6 +5,7 @@ import json
 import random
 
 from tests.cli_runner import ROOT, cx, cx_env
+from tests.support.triage import few_labelled
 
 
 def test_eval_triage_reports_every_figure_as_json(tmp_path, dsn):
@@ -54,3 +55,22 @@ def test_per_class_trains_on_n_rows_of_each_category_drawn_by_seed(tmp_path, dsn
 
     bad = cx(*args[:-3], "--per-class", "0", env=cx_env(DATABASE_URL=dsn))
     assert bad.returncode == 2 and "--per-class must be at least 1" in bad.stderr
+
+
+def test_unlabelled_history_self_trains_a_small_one_and_counts_in_the_figures(tmp_path, dsn):
+    labelled, unlabelled, test = few_labelled()
+    for name, rows in (("train.csv", labelled), ("test.csv", test), ("unlabelled.csv", [(t, "") for t in unlabelled])):
+        with open(tmp_path / name, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "category"])
+            writer.writerows(rows)
+    args = ("eval", "triage", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+            "--embeddings", "none", "--json")
+    alone = cx(*args, env=cx_env(DATABASE_URL=dsn), timeout=300)
+    taught = cx(*args, "--unlabelled", str(tmp_path / "unlabelled.csv"), env=cx_env(DATABASE_URL=dsn), timeout=300)
+    assert alone.returncode == 0 and taught.returncode == 0, alone.stderr + taught.stderr
+    before, after = json.loads(alone.stdout), json.loads(taught.stdout)
+    assert (before["unlabelled"], before["pseudo_labelled"], before["model"]) == (0, 0, "tfidf-svm")
+    assert after["unlabelled"] == len(unlabelled) and 0 < after["pseudo_labelled"] < len(unlabelled)
+    assert after["model"] == "tfidf-svm+self-trained"
+    assert after["accuracy"] >= before["accuracy"] + 0.04, (before["accuracy"], after["accuracy"])

@@ -28,6 +28,7 @@ from bot.runtime.database import open_pool, scratch_pool
 from bot.settings import Settings
 from db import examples as examples_db
 from db.pool import transaction
+from pipelines.intake.case_history import import_cases, unlabelled_history
 from pipelines.taxonomy import TaxonomyError, load_taxonomy
 from pipelines.triage.history import HistoryFileError, read_history
 from pipelines.triage.history import per_class as history_per_class
@@ -86,8 +87,10 @@ def training_outcome(report: TrainReport, settings: Settings) -> str:
         return (f"History unchanged since {when:%Y-%m-%d %H:%M %Z}: reusing the model trained then "
                 f"({report.examples} examples).")
     described = f" and {report.descriptions} taxonomy descriptions" if report.descriptions else ""
+    taught = (f" It self-trained on {report.pseudo_labelled} of {report.unlabelled} unlabelled cases, those the "
+              f"model of the examples labelled confidently enough." if report.unlabelled else "")
     return (f"Trained a {report.kind} model on {report.examples} examples{described}, {report.labels} labels, "
-            f"in {report.seconds:.1f} s ({report.embedded_now} examples embedded now).")
+            f"in {report.seconds:.1f} s ({report.embedded_now} examples embedded now).{taught}")
 
 
 @triage_app.command("train")
@@ -126,6 +129,9 @@ async def eval_triage(
     seed: Annotated[int, typer.Option("--seed", help="Which rows --per-class draws.")] = 0,
     taxonomy_path: Annotated[Path | None, typer.Option(
         "--taxonomy", help="A taxonomy (YAML) that knows every label: its descriptions join the training.")] = None,
+    unlabelled_path: Annotated[Path | None, typer.Option(
+        "--unlabelled", help="CSV or JSONL with a text column (labels ignored): past cases without labels, "
+                             "stored as cases for self-training.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Train the local triager on TRAIN in a scratch database and measure it on TEST."""
@@ -139,6 +145,8 @@ async def eval_triage(
         taxonomy = load_taxonomy(taxonomy_path) if taxonomy_path is not None else None
         train_rows = read_history(train_path, taxonomy)
         test_rows = read_history(test_path, taxonomy)
+        unlabelled = ([r.text for r in read_history(unlabelled_path, None, labelled=False)]
+                      if unlabelled_path is not None else [])
     except (HistoryFileError, TaxonomyError) as exc:
         raise UsageError(str(exc)) from None
     if per_class is not None:
@@ -148,6 +156,7 @@ async def eval_triage(
         async with transaction(pool) as conn:
             await examples_db.add_examples(conn, [(r.text, r.category, r.subcategory, None) for r in train_rows],
                                            source="import")
+        await import_cases(pool, unlabelled_history(unlabelled), embedder)
         started = time.perf_counter()
         report = await train_local(pool, embedder, taxonomy=taxonomy)
         train_seconds = time.perf_counter() - started
@@ -176,6 +185,8 @@ async def eval_triage(
         "n_train": len(train_rows),
         "per_class": per_class,
         "seed": seed if per_class is not None else None,
+        "unlabelled": report.unlabelled,
+        "pseudo_labelled": report.pseudo_labelled,
         "train_seconds": round(train_seconds, 1),
         "classify_seconds": round(classify_seconds, 2),
         "single_case_ms": round(statistics.median(single), 2),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from uuid import UUID
@@ -315,3 +315,14 @@ async def import_cases(
         lines=len(cases), created=totals.created, existing=totals.existing, examples_added=totals.examples_added,
         embedded=embedded, unembedded=unembedded, embedding_model=embedder.model if embedder else None,
     )
+
+
+def unlabelled_history(texts: Sequence[str], *, now: datetime | None = None) -> list[PastCase]:
+    """Texts as closed past cases without labels, a second apart up to `now`, all from one
+    customer: an evaluation's unlabelled history (`cx eval triage --unlabelled`)."""
+    now = now or datetime.now(UTC)
+    return [
+        PastCase(external_id=f"unlabelled-{i}", received_at=now - timedelta(seconds=len(texts) - i),
+                 customer_email="history@example.com", description=text)
+        for i, text in enumerate(texts)
+    ]

@@ -30,13 +30,16 @@ class LabelledRow:
     priority: str | None
 
 
-def _row(path: Path, line: int, record: dict[str, object], taxonomy: Taxonomy | None) -> LabelledRow:
+def _row(path: Path, line: int, record: dict[str, object], taxonomy: Taxonomy | None,
+         labelled: bool = True) -> LabelledRow:
     text = str(record.get("text") or "").strip()
     label = str(record.get("category") or "").strip()
     sub = str(record.get("subcategory") or "").strip() or None
     priority = str(record.get("priority") or "").strip().lower() or None
     if not text:
         raise HistoryFileError(path, line, "empty text")
+    if not labelled:
+        return LabelledRow(text, "", None, None)
     if not label:
         raise HistoryFileError(path, line, "empty category")
     if priority is not None and priority not in PRIORITIES:
@@ -54,8 +57,9 @@ def _row(path: Path, line: int, record: dict[str, object], taxonomy: Taxonomy | 
     return LabelledRow(text, label, sub, priority)
 
 
-def read_history(path: Path, taxonomy: Taxonomy | None) -> list[LabelledRow]:
-    """Every row of a CSV or JSONL file; the taxonomy (if given) must know every label."""
+def read_history(path: Path, taxonomy: Taxonomy | None, *, labelled: bool = True) -> list[LabelledRow]:
+    """Every row of a CSV or JSONL file; the taxonomy (if given) must know every label. Not
+    `labelled`: only the text counts, and any label is ignored (an unlabelled history)."""
     try:
         content = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -71,18 +75,18 @@ def read_history(path: Path, taxonomy: Taxonomy | None) -> list[LabelledRow]:
                 raise HistoryFileError(path, number, f"not JSON: {exc}") from None
             if not isinstance(record, dict):
                 raise HistoryFileError(path, number, "each line must be a JSON object")
-            rows.append(_row(path, number, record, taxonomy))
+            rows.append(_row(path, number, record, taxonomy, labelled))
         return rows
     if path.suffix.lower() != ".csv":
         raise HistoryFileError(path, None, "use a .csv or .jsonl file")
     reader = csv.DictReader(io.StringIO(content, newline=""))
-    missing = {"text", "category"} - set(reader.fieldnames or [])
+    missing = ({"text", "category"} if labelled else {"text"}) - set(reader.fieldnames or [])
     if missing:
         raise HistoryFileError(path, 1, f"the header lacks {', '.join(sorted(missing))}")
     rows = []
     try:
         for record in reader:
-            rows.append(_row(path, reader.line_num, record, taxonomy))
+            rows.append(_row(path, reader.line_num, record, taxonomy, labelled))
     except csv.Error as exc:
         raise HistoryFileError(path, reader.line_num, f"bad CSV: {exc}") from None
     return rows

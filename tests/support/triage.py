@@ -3,6 +3,9 @@ triager on the fake Anthropic API and an answer for it to give, and a small labe
 
 from __future__ import annotations
 
+import csv
+import random
+
 from anthropic import AsyncAnthropic
 
 from pipelines.adapters.anthropic_llm import AnthropicLLM
@@ -58,3 +61,26 @@ def answer(**overrides) -> dict:
             "sentiment": "negative", "language": "en", "summary": "Salary transfer missing", "error_codes": [],
             "confidence": 0.93, "reason": "The customer says the recipient never got the money."}
     return {**base, **overrides}
+
+
+BANKING77 = ROOT.parent / "shared" / "data" / "banking77" / "train.csv"
+
+
+def few_labelled(labels: int = 15, per_label: int = 5) -> tuple[list[tuple[str, str]], list[str], list[tuple[str, str]]]:
+    """A new team's history from BANKING77: `per_label` labelled requests of each of `labels`
+    labels, 60% of the rest unlabelled and 40% to test on (seeded)."""
+    by_label: dict[str, list[str]] = {}
+    for row in csv.DictReader(BANKING77.open(newline="")):
+        by_label.setdefault(row["category"], []).append(row["text"])
+    draw = random.Random(0)
+    labelled, unlabelled, test = [], [], []
+    for label in sorted(by_label)[:labels]:
+        texts = by_label[label][:]
+        draw.shuffle(texts)
+        rest = texts[per_label:]
+        cut = int(len(rest) * 0.6)
+        labelled += [(t, label) for t in texts[:per_label]]
+        unlabelled += rest[:cut]
+        test += [(t, label) for t in rest[cut:]]
+    return labelled, unlabelled, test
+

@@ -10,6 +10,12 @@ by one temperature:
 The kNN memories grow with every new labelled example, so a reviewer's correction counts at once,
 before the next full retrain. The recipe was chosen by 5-fold cross-validation on BANKING77
 (bench/triage_quality.py measures it).
+
+With few labelled examples per label, the desk's unlabelled cases teach too (self-training): the
+model of the labelled examples (the teacher) labels them, those it gives at least
+PSEUDO_LABEL_CONFIDENCE join the training, and the model trained on both (the student) names the
+label, at no more confidence than the teacher gives that label, the one whose calibration was
+measured.
 """
 
 from __future__ import annotations
@@ -40,7 +46,20 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 # Part of every stored model's history key: bump it when training would give another model.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
+
+# Self-training applies while the median label has fewer labelled examples than this, and takes
+# the teacher's labels of unlabelled cases at or above PSEUDO_LABEL_CONFIDENCE. On BANKING77 at 10
+# examples per label, with the other ~6,400 requests of the training folds unlabelled (fold 0):
+# 0.852 accuracy without them; 0.854 taking those at or above HIGH (3,430 cases, 99% right: the
+# easy ones teach little); 0.871 at 0.6 (6,266 cases, 91% right); 0.861 taking all (84% right).
+# A few dozen cases teach nothing measurable and would double every training: it takes at least
+# SELF_TRAINING_MIN_CASES of them.
+SELF_TRAINING_BELOW = 30
+SELF_TRAINING_MIN_CASES = 500
+PSEUDO_LABEL_CONFIDENCE = 0.6
+PSEUDO_LABELS_PER_EXAMPLE = 10
+SELF_TRAINING_MIN_COVERAGE = 0.8
 
 
 @dataclass(frozen=True)
@@ -104,13 +123,16 @@ class LocalModel:
     frozen: Memory | None = None
     tuned: TunedEncoder | None = None
     tuned_memory: Memory | None = None
+    # Self-trained: the model of the labelled examples alone, which caps this one's confidence.
+    teacher: LocalModel | None = None
+    pseudo_labelled: int = 0
     train_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
         parts = ["tfidf-svm"] + (["frozen-knn"] if self.frozen else []) + (["tuned-minilm"] if self.tuned else [])
-        return "+".join(parts)
+        return "+".join(parts + (["self-trained"] if self.teacher else []))
 
     @property
     def uses_embeddings(self) -> bool:
@@ -143,6 +165,18 @@ class LocalModel:
         """Calibrated probabilities, one row per text, columns in `labels` order."""
         return self.calibrated(self.logits(texts, frozen))
 
+    def top(self, texts: Sequence[str], frozen: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each text's best label (index into `labels`) and its confidence. A self-trained model's
+        label comes with the lower of its own probability and its teacher's for that label: the
+        pseudo-labels sharpen the student beyond any calibration measured on labelled examples."""
+        probs = self.predict(texts, frozen)
+        rows = np.arange(len(probs))
+        best = probs.argmax(axis=1)
+        confidence = probs[rows, best]
+        if self.teacher is not None:
+            confidence = np.minimum(confidence, self.teacher.predict(texts, frozen)[rows, best])
+        return best, confidence
+
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities by the likelihood's temperature, except that a case whose top label reaches
         HIGH_CONFIDENCE keeps it only if the stricter HIGH temperature agrees; otherwise its top
@@ -165,6 +199,8 @@ class LocalModel:
         keep = [i for i, label in enumerate(labels) if label in index]
         if not keep or self.frozen is None or frozen is None:
             return 0
+        if self.teacher is not None:
+            self.teacher.remember(texts, labels, frozen)
         y = np.array([index[labels[i]] for i in keep])
         self.frozen.add(frozen[keep], y)
         if self.tuned is not None and self.tuned_memory is not None:
@@ -235,6 +271,14 @@ def fit_cheap(texts: list[str], y: np.ndarray, names: list[str], frozen: np.ndar
     return model
 
 
+def self_trains(labels: Sequence[str], unlabelled: int | None = None) -> bool:
+    """Whether a history with these labels learns from `unlabelled` cases too (None: from the
+    cases, if there are enough): its median label has fewer than SELF_TRAINING_BELOW examples."""
+    counts = np.unique(np.asarray(labels), return_counts=True)[1]
+    small = len(counts) > 1 and float(np.median(counts)) < SELF_TRAINING_BELOW
+    return small and (unlabelled is None or unlabelled >= SELF_TRAINING_MIN_CASES)
+
+
 def train(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -247,8 +291,87 @@ def train(
     seed: int = 0,
     oof_logits: np.ndarray | None = None,
     progress: stages.TrainingProgress | None = None,
+    unlabelled: Sequence[str] = (),
+    unlabelled_frozen: np.ndarray | None = None,
 ) -> LocalModel:
-    """Fit on all examples.
+    """Fit on all examples; with `unlabelled` texts (and their frozen vectors, when there are
+    embeddings) and a small history (`self_trains`), self-train: the model of the examples labels
+    the texts, and the model returned is trained on the examples and the texts it labelled at or
+    above PSEUDO_LABEL_CONFIDENCE, with that first model as its `teacher`."""
+    started = time.perf_counter()
+    progress = progress or stages.QUIET
+    teacher = _fit(texts, labels, frozen, tune_base=tune_base, recipe=recipe, tuned_temperature=tuned_temperature,
+                   folds=folds, seed=seed, oof_logits=oof_logits, progress=progress)
+    if not self_trains(labels, len(unlabelled)):
+        teacher.train_seconds = time.perf_counter() - started
+        return teacher
+    t = time.perf_counter()
+    unlabelled = list(unlabelled)
+    progress.stage(stages.PSEUDO_LABELLING, len(unlabelled))
+    best_parts, confidence_parts = [], []
+    for chunk in np.array_split(np.arange(len(unlabelled)), max(1, -(-len(unlabelled) // 1024))):  # progress
+        best, confidence = teacher.top([unlabelled[i] for i in chunk],
+                                       None if unlabelled_frozen is None else unlabelled_frozen[chunk])
+        best_parts.append(best)
+        confidence_parts.append(confidence)
+        progress.advance(len(chunk))
+    taught = _balanced(np.concatenate(best_parts), np.concatenate(confidence_parts), labels, teacher.labels)
+    pseudo = np.concatenate(best_parts)[taught]
+    pseudo_seconds = time.perf_counter() - t
+    if not _broad(pseudo, labels, teacher.labels):
+        teacher.train_seconds = time.perf_counter() - started
+        return teacher
+    student = _fit(
+        list(texts) + [unlabelled[i] for i in taught], list(labels) + [teacher.labels[j] for j in pseudo],
+        None if frozen is None or unlabelled_frozen is None else np.vstack([frozen, unlabelled_frozen[taught]]),
+        tune_base=tune_base, recipe=recipe, tuned_temperature=tuned_temperature, folds=folds, seed=seed,
+        oof_logits=None, progress=progress,  # the caller's out-of-fold logits are of the examples alone
+    )
+    assert student.labels == teacher.labels, "pseudo-labels come from the teacher's labels"
+    student.teacher, student.pseudo_labelled = teacher, len(taught)
+    student.timings = {**{f"teacher_{k}": v for k, v in teacher.timings.items()}, "pseudo_labelling": pseudo_seconds,
+                       **student.timings}
+    student.train_seconds = time.perf_counter() - started
+    return student
+
+
+def _balanced(best: np.ndarray, confidence: np.ndarray, labels: Sequence[str], names: list[str]) -> np.ndarray:
+    """The unlabelled cases to train on: those at or above PSEUDO_LABEL_CONFIDENCE, and of each label
+    at most PSEUDO_LABELS_PER_EXAMPLE times its labelled examples, the surest first. A desk's traffic
+    is skewed; unbounded, its busiest labels would bury the few examples of the others."""
+    own = np.unique(np.asarray(labels), return_counts=True)
+    cap = dict(zip(own[0].tolist(), (own[1] * PSEUDO_LABELS_PER_EXAMPLE).tolist(), strict=True))
+    keep: list[np.ndarray] = []
+    for j, name in enumerate(names):
+        mine = np.flatnonzero((best == j) & (confidence >= PSEUDO_LABEL_CONFIDENCE))
+        keep.append(mine[np.argsort(-confidence[mine], kind="stable")][: cap[name]])
+    return np.sort(np.concatenate(keep))
+
+
+def _broad(pseudo: np.ndarray, labels: Sequence[str], names: list[str]) -> bool:
+    """Whether the pseudo-labels reach SELF_TRAINING_MIN_COVERAGE of the labels, as many for each as
+    it has labelled examples. Measured (15 BANKING77 labels, 5 examples each, text only: 0.813 alone):
+    unlabelled cases of 9 labels only made it 0.783; skewed as 1/rank, 0.823; as 1/rank^1.5, 0.812."""
+    own = np.unique(np.asarray(labels), return_counts=True)
+    have = np.bincount(pseudo, minlength=len(names))
+    wanted = dict(zip(own[0].tolist(), own[1].tolist(), strict=True))
+    return float(np.mean([have[j] >= wanted[name] for j, name in enumerate(names)])) >= SELF_TRAINING_MIN_COVERAGE
+
+
+def _fit(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    frozen: np.ndarray | None,
+    *,
+    tune_base: str | None,
+    recipe: Recipe | None,
+    tuned_temperature: Temperatures | None,
+    folds: int,
+    seed: int,
+    oof_logits: np.ndarray | None,
+    progress: stages.TrainingProgress,
+) -> LocalModel:
+    """The recipe on labelled examples, calibrated.
 
     Without fine-tuning, the temperature comes from `folds`-fold out-of-fold logits, or from
     `oof_logits` when the caller already cross-validated this recipe (the retrain gate; columns
@@ -256,7 +379,6 @@ def train(
     temperature is the one cross-validation found for the full recipe (`tuned_temperature`),
     unless none is given.
     """
-    started = time.perf_counter()
     recipe = recipe or Recipe()
     names = sorted(set(labels))
     index = {label: i for i, label in enumerate(names)}
@@ -265,7 +387,6 @@ def train(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    progress = progress or stages.QUIET
     progress.stage(stages.FITTING, 1)
     model = fit_cheap(texts, y, names, frozen, recipe)
     progress.advance()
@@ -310,5 +431,4 @@ def train(
             model.temperature, model.high_temperature = fitted.likelihood, fitted.high
         timings["calibration"] = time.perf_counter() - t
     model.timings = timings
-    model.train_seconds = time.perf_counter() - started
     return model

@@ -8,10 +8,12 @@ from __future__ import annotations
 from typing import Protocol
 
 EMBEDDING = "embedding history"
+EMBEDDING_CASES = "embedding unlabelled cases"
 FITTING = "fitting the text model"
 FINE_TUNING = "fine-tuning the encoder"
 ENCODING = "encoding with the tuned encoder"
 CALIBRATING = "calibrating"
+PSEUDO_LABELLING = "labelling unlabelled cases"
 
 
 class TrainingProgress(Protocol):

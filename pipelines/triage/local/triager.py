@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID
@@ -40,7 +40,7 @@ from pipelines.taxonomy import Taxonomy
 from pipelines.triage import text_signals
 from pipelines.triage.local import progress as stages
 from pipelines.triage.local.finetune import torch_available
-from pipelines.triage.local.model import RECIPE_VERSION, LocalModel, Temperatures, train
+from pipelines.triage.local.model import RECIPE_VERSION, LocalModel, Temperatures, self_trains, train
 from pipelines.usage import record_usage
 
 log = structlog.get_logger(__name__)
@@ -54,6 +54,9 @@ log = structlog.get_logger(__name__)
 # history's model is right 0.983 of the time at or above HIGH. The likelihood's alone left 3.2-4.5% of
 # those cases wrong at every N, the whole history included. Part of the recipe: bump RECIPE_VERSION with it.
 TUNED_TEMPERATURE = Temperatures(likelihood=4.31, high=5.4)
+
+# How many of the newest unlabelled cases a self-training reads (model.SELF_TRAINING_BELOW says when).
+UNLABELLED_LIMIT = 10_000
 
 
 class NoLocalModel(TriageUnavailable):
@@ -81,6 +84,8 @@ class TrainReport:
     trained_at: datetime
     reused: bool = False  # the history was unchanged: the model trained on it then is active again
     descriptions: int = 0  # the taxonomy's descriptions trained on beside the examples
+    unlabelled: int = 0  # unlabelled cases offered for self-training
+    pseudo_labelled: int = 0  # of those, the ones the first model labelled confidently enough to train on
 
 
 async def embed_missing(pool: asyncpg.Pool, embedder: Embedder, batch: int = 2000,
@@ -119,6 +124,8 @@ class TrainingData:
     embedded_now: int
     key: str  # history_key
     descriptions: int = 0  # the taxonomy's descriptions, the last entries of texts and labels
+    unlabelled: list[str] = field(default_factory=list)  # cases to self-train on (empty: none)
+    unlabelled_vectors: np.ndarray | None = None
 
     @property
     def labelled(self) -> int:
@@ -135,20 +142,28 @@ class History:
     described: list[tuple[str, str]]  # (description, label)
     until: datetime
     key: str
+    unlabelled: list[examples_db.UnlabelledCase] = field(default_factory=list)  # when it self-trains
 
 
 async def read_history(pool: asyncpg.Pool, embedder: Embedder | None, taxonomy: Taxonomy | None = None) -> History:
     """The history, and with a taxonomy one more example per label it has: the label's description.
     A new team's few examples per label are where that counts: on BANKING77 with 10 per label it
     raised held-out accuracy from 0.860 to 0.867 (the cheap recipe: 0.850 to 0.860, 0.830 to 0.845
-    on another draw); with hundreds per label it is one example among them."""
+    on another draw); with hundreds per label it is one example among them.
+    A history small enough to self-train (model.self_trains) comes with the newest unlabelled
+    cases, if there are enough of them, and they count in its key."""
     async with pool.acquire() as conn:
         rows, until = await examples_db.training_set(conn)
-    labels = [label_of(r.category, r.subcategory) for r in rows]
+        labels = [label_of(r.category, r.subcategory) for r in rows]
+        unlabelled: list[examples_db.UnlabelledCase] = []
+        if self_trains(labels):
+            unlabelled = await examples_db.unlabelled_cases(conn, embedder.model if embedder else None,
+                                                            UNLABELLED_LIMIT)
+            unlabelled = unlabelled if self_trains(labels, len(unlabelled)) else []
     described = taxonomy.described(labels) if taxonomy is not None else []
-    key = history_key([r.text for r in rows] + [d for d, _ in described], labels + [label for _, label in described],
-                      embedder)
-    return History(rows, described, until, key)
+    key = history_key([r.text for r in rows] + [d for d, _ in described] + [u.text for u in unlabelled],
+                      labels + [label for _, label in described] + [""] * len(unlabelled), embedder)
+    return History(rows, described, until, key, unlabelled)
 
 
 async def training_data(pool: asyncpg.Pool, embedder: Embedder | None, progress: stages.TrainingProgress | None = None,
@@ -177,10 +192,32 @@ async def training_data(pool: asyncpg.Pool, embedder: Embedder | None, progress:
             async with pool.acquire() as conn:
                 await record_usage(conn, [usage], step="triage_train")
             vectors = np.vstack([vectors, described.astype(np.float32)])
+    unlabelled = [u.text for u in history.unlabelled]
+    unlabelled_vectors = None
+    if embedder is not None and unlabelled:
+        unlabelled_vectors = await _case_vectors(pool, embedder, history.unlabelled, progress)
     # Descriptions count as examples every model has seen (the retrain gate's `seen`).
     created = [r.created_at for r in rows] + [datetime.min.replace(tzinfo=UTC)] * len(history.described)
     return TrainingData(texts, labels, vectors, created, history.until, embedded, history.key,
-                        descriptions=len(history.described))
+                        descriptions=len(history.described), unlabelled=unlabelled,
+                        unlabelled_vectors=unlabelled_vectors)
+
+
+async def _case_vectors(pool: asyncpg.Pool, embedder: Embedder, cases: Sequence[examples_db.UnlabelledCase],
+                        progress: stages.TrainingProgress, batch: int = 256) -> np.ndarray:
+    """The cases' vectors: their stored ones, the others embedded now (and accounted)."""
+    missing = [u.text for u in cases if u.embedding is None]
+    computed: list[np.ndarray] = []
+    if missing:
+        progress.stage(stages.EMBEDDING_CASES, len(missing))
+        for start in range(0, len(missing), batch):
+            vectors, usage = await embedder.embed(missing[start:start + batch])
+            async with pool.acquire() as conn:
+                await record_usage(conn, [usage], step="triage_train")
+            computed += list(vectors)
+            progress.advance(len(vectors))
+    pending = iter(computed)
+    return np.stack([u.embedding if u.embedding is not None else next(pending) for u in cases]).astype(np.float32)
 
 
 async def fit(data: TrainingData, embedder: Embedder | None, oof_logits: np.ndarray | None = None,
@@ -191,6 +228,7 @@ async def fit(data: TrainingData, embedder: Embedder | None, oof_logits: np.ndar
     return await model_thread.run(
         train, data.texts, data.labels, data.vectors, tune_base=_tune_base(embedder),
         tuned_temperature=TUNED_TEMPERATURE, oof_logits=oof_logits, progress=progress,
+        unlabelled=data.unlabelled, unlabelled_frozen=data.unlabelled_vectors,
     )
 
 
@@ -207,7 +245,8 @@ async def store(
         examples_until=data.until,
         train_seconds=model.train_seconds,
         metrics={"temperature": model.temperature, "high_temperature": model.high_temperature,
-                 "timings": model.timings, "descriptions": data.descriptions},
+                 "timings": model.timings, "descriptions": data.descriptions,
+                 "unlabelled": len(data.unlabelled), "pseudo_labelled": model.pseudo_labelled},
         payload=model.dumps(),
         status=status,
         cv_accuracy=cv_accuracy,
@@ -238,7 +277,8 @@ async def train_local(pool: asyncpg.Pool, embedder: Embedder | None, *, force: b
     async with transaction(pool) as conn:
         await store(conn, model, data, embedder, status="active")
     report = TrainReport(data.labelled, len(model.labels), data.embedded_now, time.perf_counter() - started,
-                         model.kind, datetime.now(UTC), descriptions=data.descriptions)
+                         model.kind, datetime.now(UTC), descriptions=data.descriptions,
+                         unlabelled=len(data.unlabelled), pseudo_labelled=model.pseudo_labelled)
     log.info("triage.trained", examples=report.examples, labels=report.labels, embedded_now=report.embedded_now,
              seconds=round(report.seconds, 1), kind=report.kind)
     return report
@@ -323,9 +363,8 @@ class LocalTriager:
             assert self._embedder is not None
             vectors, call = await self._embedder.embed(texts)
             usage = [*usage, call]
-        probs = await model_thread.run(model.predict, texts, vectors)
-        best = probs.argmax(axis=1)
-        return Classified([model.labels[i] for i in best], probs[np.arange(len(texts)), best], usage)
+        best, confidence = await model_thread.run(model.top, texts, vectors)
+        return Classified([model.labels[i] for i in best], confidence, usage)
 
     async def triage(self, item: TriageInput) -> Triaged:
         started = time.perf_counter()
