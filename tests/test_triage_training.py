@@ -11,6 +11,8 @@ import asyncpg
 import numpy as np
 from openai import AsyncOpenAI
 
+from bot.cli.triage import training_outcome
+from bot.settings import Settings
 from db import examples as examples_db
 from db import triage_models
 from db.pool import transaction
@@ -26,7 +28,7 @@ from pipelines.triage.local.model import (
     self_trains,
     train,
 )
-from pipelines.triage.local.triager import TUNED_TEMPERATURE, LocalTriager, history_key, train_local
+from pipelines.triage.local.triager import TUNED_TEMPERATURE, LocalTriager, TrainReport, history_key, train_local
 from tests.cli_runner import cx, cx_env
 from tests.fakes.openai import FakeOpenAI
 from tests.support.triage import CATEGORY, HISTORY, few_labelled
@@ -324,3 +326,13 @@ async def test_training_self_trains_on_the_desks_unlabelled_cases_which_key_its_
                                        customer_email="someone@example.com", description=unlabelled[600])], None)
     retrained = await train_local(pool, None)
     assert not retrained.reused and retrained.unlabelled == 601
+
+
+def test_the_training_line_says_whether_it_self_trained():
+    settings = Settings(_env_file=None)
+    report = TrainReport(76, 15, 0, 3.0, "tfidf-svm+self-trained", datetime.now(UTC), unlabelled=600,
+                         pseudo_labelled=517)
+    assert "It self-trained on 517 of 600 unlabelled cases" in training_outcome(report, settings)
+    narrow = TrainReport(76, 15, 0, 1.0, "tfidf-svm", datetime.now(UTC), unlabelled=600)
+    assert "It did not self-train" in training_outcome(narrow, settings)
+    assert "self-train" not in training_outcome(TrainReport(76, 15, 0, 1.0, "tfidf-svm", datetime.now(UTC)), settings)

@@ -87,8 +87,13 @@ def training_outcome(report: TrainReport, settings: Settings) -> str:
         return (f"History unchanged since {when:%Y-%m-%d %H:%M %Z}: reusing the model trained then "
                 f"({report.examples} examples).")
     described = f" and {report.descriptions} taxonomy descriptions" if report.descriptions else ""
-    taught = (f" It self-trained on {report.pseudo_labelled} of {report.unlabelled} unlabelled cases, those the "
-              f"model of the examples labelled confidently enough." if report.unlabelled else "")
+    taught = ""
+    if report.pseudo_labelled:
+        taught = (f" It self-trained on {report.pseudo_labelled} of {report.unlabelled} unlabelled cases, those the "
+                  f"model of the examples labelled confidently enough.")
+    elif report.unlabelled:
+        taught = (f" It did not self-train: the model of the examples labelled too few of the {report.unlabelled} "
+                  f"unlabelled cases confidently, or too few labels among them.")
     return (f"Trained a {report.kind} model on {report.examples} examples{described}, {report.labels} labels, "
             f"in {report.seconds:.1f} s ({report.embedded_now} examples embedded now).{taught}")
 

@@ -155,12 +155,13 @@ async def read_history(pool: asyncpg.Pool, embedder: Embedder | None, taxonomy: 
     async with pool.acquire() as conn:
         rows, until = await examples_db.training_set(conn)
         labels = [label_of(r.category, r.subcategory) for r in rows]
+        described = taxonomy.described(labels) if taxonomy is not None else []
+        trained = labels + [label for _, label in described]  # what the model's own self_trains sees
         unlabelled: list[examples_db.UnlabelledCase] = []
-        if self_trains(labels):
+        if self_trains(trained):
             unlabelled = await examples_db.unlabelled_cases(conn, embedder.model if embedder else None,
                                                             UNLABELLED_LIMIT)
-            unlabelled = unlabelled if self_trains(labels, len(unlabelled)) else []
-    described = taxonomy.described(labels) if taxonomy is not None else []
+            unlabelled = unlabelled if self_trains(trained, len(unlabelled)) else []
     key = history_key([r.text for r in rows] + [d for d, _ in described] + [u.text for u in unlabelled],
                       labels + [label for _, label in described] + [""] * len(unlabelled), embedder)
     return History(rows, described, until, key, unlabelled)
