@@ -276,7 +276,7 @@ def test_self_training_learns_from_unlabelled_cases_and_claims_no_more_than_its_
     taught = model.teacher.predict(texts)[np.arange(len(texts)), best]
     assert np.all(confidence <= taught)  # never surer than the model whose calibration was measured
     right = np.array(model.labels)[best] == truth
-    teacher_best, teacher_confidence = model.teacher.top(texts)
+    teacher_best, _ = model.teacher.top(texts)
     teacher_right = np.array(model.labels)[teacher_best] == truth
     # Measured: 0.813 for the five labelled examples per label alone, 0.882 self-trained.
     assert right.mean() >= teacher_right.mean() + 0.04, (right.mean(), teacher_right.mean())
@@ -307,9 +307,12 @@ async def test_training_self_trains_on_the_desks_unlabelled_cases_which_key_its_
     labelled_case = PastCase(external_id="labelled-1", received_at=datetime.now(UTC),
                              customer_email="someone@example.com", description=test[0][0], category=test[0][1])
     await import_cases(pool, [labelled_case], None)
-    await import_cases(pool, unlabelled_history(["My card was stolen on the bus"], now=datetime.now(UTC)), None)
-    async with pool.acquire() as conn:
-        await conn.execute("UPDATE cases SET description = '' WHERE description = 'My card was stolen on the bus'")
+    erased = PastCase(external_id="erased-1", received_at=datetime.now(UTC), customer_email="gone@example.com",
+                      description="My card was stolen on the bus")
+    await import_cases(pool, [erased], None)
+    async with pool.acquire() as conn:  # as `cx customers erase` leaves a case (db/erasure.py)
+        assert await conn.execute("UPDATE cases SET subject = NULL, description = '' "
+                                  "WHERE external_id = 'erased-1'") == "UPDATE 1"
 
     report = await train_local(pool, None)
     assert (report.examples, report.unlabelled) == (len(labelled) + 1, 600)
@@ -326,6 +329,18 @@ async def test_training_self_trains_on_the_desks_unlabelled_cases_which_key_its_
                                        customer_email="someone@example.com", description=unlabelled[600])], None)
     retrained = await train_local(pool, None)
     assert not retrained.reused and retrained.unlabelled == 601
+
+    # With embeddings, the cases without a vector are embedded once and stored like every case vector.
+    async with FakeOpenAI() as fake:
+        embedder = OpenAIEmbedder(AsyncOpenAI(api_key="k", base_url=fake.url + "/v1"))
+        assert (await train_local(pool, embedder)).unlabelled == 601
+        async with pool.acquire() as conn:
+            stored = await conn.fetchval("SELECT count(*) FROM case_embeddings")
+            calls = await conn.fetchval("SELECT count(*) FROM llm_usage WHERE step = 'case_embed'")
+        assert stored == 601 and calls > 0
+        await train_local(pool, embedder, force=True)
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM llm_usage WHERE step = 'case_embed'") == calls
 
 
 def test_the_training_line_says_whether_it_self_trained():

@@ -20,6 +20,7 @@ import asyncpg
 import numpy as np
 import structlog
 
+from db import case_import as case_import_db
 from db import examples as examples_db
 from db import triage_models
 from db.connection import Connection
@@ -193,32 +194,35 @@ async def training_data(pool: asyncpg.Pool, embedder: Embedder | None, progress:
             async with pool.acquire() as conn:
                 await record_usage(conn, [usage], step="triage_train")
             vectors = np.vstack([vectors, described.astype(np.float32)])
-    unlabelled = [u.text for u in history.unlabelled]
-    unlabelled_vectors = None
-    if embedder is not None and unlabelled:
-        unlabelled_vectors = await _case_vectors(pool, embedder, history.unlabelled, progress)
+    cases = history.unlabelled
+    unlabelled_vectors = await _case_vectors(pool, embedder, cases, progress) if embedder is not None and cases else None
     # Descriptions count as examples every model has seen (the retrain gate's `seen`).
     created = [r.created_at for r in rows] + [datetime.min.replace(tzinfo=UTC)] * len(history.described)
     return TrainingData(texts, labels, vectors, created, history.until, embedded, history.key,
-                        descriptions=len(history.described), unlabelled=unlabelled,
+                        descriptions=len(history.described), unlabelled=[u.text for u in cases],
                         unlabelled_vectors=unlabelled_vectors)
 
 
-async def _case_vectors(pool: asyncpg.Pool, embedder: Embedder, cases: Sequence[examples_db.UnlabelledCase],
-                        progress: stages.TrainingProgress, batch: int = 256) -> np.ndarray:
-    """The cases' vectors: their stored ones, the others embedded now (and accounted)."""
-    missing = [u.text for u in cases if u.embedding is None]
-    computed: list[np.ndarray] = []
-    if missing:
-        progress.stage(stages.EMBEDDING_CASES, len(missing))
-        for start in range(0, len(missing), batch):
-            vectors, usage = await embedder.embed(missing[start:start + batch])
-            async with pool.acquire() as conn:
-                await record_usage(conn, [usage], step="triage_train")
-            computed += list(vectors)
-            progress.advance(len(vectors))
-    pending = iter(computed)
-    return np.stack([u.embedding if u.embedding is not None else next(pending) for u in cases]).astype(np.float32)
+async def _case_vectors(pool: asyncpg.Pool, embedder: Embedder, cases: list[examples_db.UnlabelledCase],
+                        progress: stages.TrainingProgress) -> np.ndarray:
+    """The cases' vectors, in order: those without one are embedded and stored as every case vector
+    is (detection, grouping and the next training reuse them)."""
+    todo = [(u.case_id, u.embed_text) for u in cases if u.embedding is None]
+    found: dict[UUID, np.ndarray] = {}
+
+    async def pending(conn: Connection, limit: int) -> list[tuple[UUID, str]]:
+        nonlocal todo
+        batch, todo = todo[:limit], todo[limit:]
+        return batch
+
+    async def store(conn: Connection, ids: Sequence[UUID], vectors: np.ndarray) -> None:
+        await case_import_db.set_embeddings(conn, ids, vectors, embedder.model)
+        found.update(zip(ids, vectors.astype(np.float32), strict=True))
+
+    if todo:
+        progress.stage(stages.EMBEDDING_CASES, len(todo))
+        await backfill(pool, embedder, pending, store, batch=256, step="case_embed", progress=progress.advance)
+    return np.stack([u.embedding if u.embedding is not None else found[u.case_id] for u in cases])
 
 
 async def fit(data: TrainingData, embedder: Embedder | None, oof_logits: np.ndarray | None = None,
