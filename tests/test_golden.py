@@ -44,14 +44,15 @@ HISTORY = ROOT / "samples" / "history" / "banking77-sample.csv"
 # (TF-IDF SVM and nearest neighbours, calibrated to be right 98.5% of the time at or above HIGH), trained on
 # the 924-row sample history with the taxonomy's descriptions; hybrid search with all-MiniLM-L6-v2 and the
 # multilingual ranking; 45 cases. Both configurations: triage accuracy 0.600 (27 of 45), retrieval top 1
-# 0.778 (35) and top 3 0.956 (43), expected article cited 0.533 (24: a case a person takes without a draft
+# 0.889 (40) and top 3 1.0 (45), expected article cited 0.556 (25: a case a person takes without a draft
 # cites nothing); route agreement 1.0 offline and 0.289 (13) with Claude (12 examples per label are too few
 # for most cases to reach HIGH, so they are reviewed); no reply was sent unsafely or citing the wrong
-# article. Each share's floor is the measurement less 0.05 (about two cases), so one case drifting does not
+# article. (Before the fusion constant went from 60 to 10: top 1 0.778, top 3 0.956, cited 0.533.) Each
+# share's floor is the measurement less 0.05 (about two cases), so one case drifting does not
 # fail CI but a real regression does. Routing offline is a rule (every extractive draft is reviewed), and a
 # reply sent without a person to a security or foreign-language case, or citing the wrong article, is the
 # harm this set guards against: no margin there. Raise the floors when the product gets better.
-_SHARED = {"triage accuracy": 0.55, "retrieval top 1": 0.73, "retrieval top 3": 0.91, "expected article cited": 0.48,
+_SHARED = {"triage accuracy": 0.55, "retrieval top 1": 0.84, "retrieval top 3": 0.95, "expected article cited": 0.50,
            "unsafe auto-sends": 0, "auto-sent citing the wrong article": 0}
 BOUNDS = {
     "extractive": Bounds({**_SHARED, "route agreement": 1.0}),

@@ -4,7 +4,7 @@ questions' best match.
 The knowledge-base search (db.kb.hybrid_search, as drafting runs it) finds a question's articles,
 and the best of them is scored on an absolute scale. Not by the search's own score: that is a
 reciprocal-rank fusion, which depends only on ranks (with full text alone the top article always
-scores 1/61, whatever it says), so it cannot tell a good answer from the least bad one. Instead,
+scores 1/(RRF_K + 1), whatever it says), so it cannot tell a good answer from the least bad one. Instead,
 with embeddings, the cosine similarity of the question's vector to the article's best chunk; with
 full text alone, the share of the question's words (weighted by IDF) that chunk contains
 (db.kb_gaps.match_strengths).
@@ -45,7 +45,7 @@ QUERY_CHARS = 2000  # as drafting cuts a case's text for its search
 # questions, checked on the other half. Vector (cosine, all-MiniLM-L6-v2): group AUC 0.77, held-out
 # balanced accuracy 0.70 (64% of covered groups strong, 76% of uncovered weak). Full text (IDF
 # coverage): group AUC 0.63, held-out 0.56, a weak signal: run with embeddings for gap detection.
-# The search's own fused score separates nothing (full text: AUC 0.50, always 1/61; hybrid: 0.63,
+# The search's own fused score separates nothing (full text: AUC 0.50, always 1/(RRF_K + 1); hybrid: 0.63,
 # held-out 0.51). Another embedding model has its own scale: set KB_GAP_MAX_SCORE.
 WEAK_BELOW_VECTOR = 0.58
 WEAK_BELOW_TEXT = 0.55
