@@ -78,8 +78,9 @@ from db import detection as detection_db  # noqa: E402
 from pipelines.detection import metric_points  # noqa: E402
 from pipelines.detection.metrics import metric_fingerprint  # noqa: E402
 from pipelines.detection.thresholds import install_threshold_defaults, load_threshold_defaults  # noqa: E402
-from pipelines.intake.case_history import PastCase, embedding_text, store_cases  # noqa: E402
+from pipelines.intake.case_history import PastCase, store_cases  # noqa: E402
 from pipelines.ports import Embedder, LLMUsage  # noqa: E402
+from pipelines.ports import case_embedding_text as embedding_text  # noqa: E402
 from pipelines.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
 
 BANKING77 = ROOT.parent / "shared" / "data" / "banking77" / "train.csv"

@@ -117,8 +117,8 @@ async def training_set(conn: Connection) -> tuple[list[EmbeddedExample], datetim
 @dataclass(frozen=True)
 class UnlabelledCase:
     case_id: UUID
-    text: str  # as triage reads it: the subject, then the message
-    embed_text: str  # as every case vector is computed (db/detection.py, the case import): its first 2,000 chars
+    subject: str | None
+    description: str
     embedding: np.ndarray | None  # the case's vector by the embedder asked about, if it has one
 
 
@@ -127,8 +127,7 @@ async def unlabelled_cases(conn: Connection, embedding_model: str | None, limit:
     and past cases imported without labels (an erased case's message is cleared: not among them)."""
     rows = await conn.fetch(
         """
-        SELECT c.case_id, coalesce(c.subject || E'\n', '') || c.description AS text,
-               left(coalesce(c.subject || E'\n', '') || c.description, 2000) AS embed_text, e.embedding
+        SELECT c.case_id, c.subject, c.description, e.embedding
         FROM cases c
         LEFT JOIN case_embeddings e ON e.case_id = c.case_id AND e.model = $1
         WHERE c.description <> ''
@@ -140,7 +139,7 @@ async def unlabelled_cases(conn: Connection, embedding_model: str | None, limit:
         limit,
     )
     return [
-        UnlabelledCase(r["case_id"], r["text"], r["embed_text"],
+        UnlabelledCase(r["case_id"], r["subject"], r["description"],
                        None if r["embedding"] is None else np.asarray(r["embedding"].to_numpy(), dtype=np.float32))
         for r in rows
     ]

@@ -158,6 +158,23 @@ class ThreadPoster(Protocol):
 # ---- triage ----------------------------------------------------------------------------------------
 
 
+def case_text(subject: str | None, body: str) -> str:
+    """A case as triage reads it: the subject, then the message."""
+    return f"{subject}\n{body}" if subject else body
+
+
+# MiniLM reads about 256 tokens; OpenAI far more, but a case's gist is in its first paragraphs,
+# and two near-duplicate cases must not drift apart because one quotes a long log.
+EMBED_CHARS = 2_000
+
+
+def case_embedding_text(subject: str | None, body: str) -> str:
+    """What a case's vector is computed from: its text's first EMBED_CHARS. The cut is the detection
+    pass's own (db/detection.py embeds live cases the same way), so a case gets the same vector
+    whichever step embeds it."""
+    return case_text(subject, body)[:EMBED_CHARS]
+
+
 @dataclass(frozen=True)
 class TriageInput:
     body: str
@@ -171,7 +188,7 @@ class TriageInput:
 
     @property
     def text(self) -> str:
-        return f"{self.subject}\n{self.body}" if self.subject else self.body
+        return case_text(self.subject, self.body)
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,9 @@ from pgvector.asyncpg import register_vector
 
 from db import embedding_space
 from db.embedding_space import EmbeddingSpaceMismatch
-from pipelines.intake.case_history import (
-    EMBED_CHARS,
-    CaseHistoryError,
-    embedding_text,
-    import_cases,
-    read_past_cases,
-)
-from pipelines.ports import LLMUsage
+from pipelines.intake.case_history import CaseHistoryError, import_cases, read_past_cases
+from pipelines.ports import EMBED_CHARS, LLMUsage
+from pipelines.ports import case_embedding_text as embedding_text
 from pipelines.taxonomy import load_taxonomy
 from tests.cli_runner import ROOT, cx, cx_env
 from tests.fakes.openai import FakeOpenAI

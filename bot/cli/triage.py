@@ -161,7 +161,8 @@ async def eval_triage(
         async with transaction(pool) as conn:
             await examples_db.add_examples(conn, [(r.text, r.category, r.subcategory, None) for r in train_rows],
                                            source="import")
-        await import_cases(pool, unlabelled_history(unlabelled), embedder)
+        if unlabelled:
+            await import_cases(pool, unlabelled_history(unlabelled), embedder)
         started = time.perf_counter()
         report = await train_local(pool, embedder, taxonomy=taxonomy)
         train_seconds = time.perf_counter() - started

@@ -34,15 +34,12 @@ from db.connection import Connection
 from db.pool import transaction
 from pipelines.embedding_backfill import backfill
 from pipelines.models import checked_email
-from pipelines.ports import Embedder
+from pipelines.ports import Embedder, case_embedding_text
 from pipelines.taxonomy import Priority, Taxonomy
 from pipelines.triage.text_signals import error_codes
 
 BATCH = 5_000
 EMBED_BATCH = 256
-# MiniLM reads about 256 tokens; OpenAI far more, but a case's gist is in its first paragraphs,
-# and two near-duplicate cases must not drift apart because one quotes a long log.
-EMBED_CHARS = 2_000
 
 ResolutionType = Literal["self_service", "collaborative", "human", "escalated"]
 
@@ -207,13 +204,6 @@ def _row(case: PastCase) -> CaseRow:
     )
 
 
-def embedding_text(subject: str | None, description: str) -> str:
-    """What a case's vector is computed from: subject and message, the first EMBED_CHARS of them.
-    The cut is the detection pass's own (db/detection.py embeds live cases the same way), so a
-    case gets the same vector whichever of the two embeds it."""
-    return (f"{subject}\n{description}" if subject else description)[:EMBED_CHARS]
-
-
 class Progress(Protocol):
     def stage(self, name: str, total: int) -> None:
         """A new stage begins with `total` units of work."""
@@ -286,7 +276,7 @@ async def embed_cases(
             position += limit
             found = await case_import_db.unembedded(conn, window)
             if found:
-                return [(case_id, embedding_text(subject, description)) for case_id, subject, description in found]
+                return [(case_id, case_embedding_text(subject, description)) for case_id, subject, description in found]
         return []
 
     async def store(conn: Connection, ids: Sequence[UUID], vectors: np.ndarray) -> None:

@@ -309,14 +309,15 @@ def train(
     unlabelled = list(unlabelled)
     progress.stage(stages.PSEUDO_LABELLING, len(unlabelled))
     best_parts, confidence_parts = [], []
-    for chunk in np.array_split(np.arange(len(unlabelled)), max(1, -(-len(unlabelled) // 1024))):  # progress
-        best, confidence = teacher.top([unlabelled[i] for i in chunk],
-                                       None if unlabelled_frozen is None else unlabelled_frozen[chunk])
+    for lo in range(0, len(unlabelled), 1024):  # in slices, so that the progress bar moves
+        best, confidence = teacher.top(unlabelled[lo:lo + 1024],
+                                       None if unlabelled_frozen is None else unlabelled_frozen[lo:lo + 1024])
         best_parts.append(best)
         confidence_parts.append(confidence)
-        progress.advance(len(chunk))
-    taught = _balanced(np.concatenate(best_parts), np.concatenate(confidence_parts), labels, teacher.labels)
-    pseudo = np.concatenate(best_parts)[taught]
+        progress.advance(len(best))
+    best = np.concatenate(best_parts)
+    taught = _balanced(best, np.concatenate(confidence_parts), labels, teacher.labels)
+    pseudo = best[taught]
     pseudo_seconds = time.perf_counter() - t
     if not _broad(pseudo, labels, teacher.labels):
         teacher.train_seconds = time.perf_counter() - started

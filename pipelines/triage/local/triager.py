@@ -36,6 +36,8 @@ from pipelines.ports import (
     Triaged,
     TriageInput,
     TriageUnavailable,
+    case_embedding_text,
+    case_text,
 )
 from pipelines.taxonomy import Taxonomy
 from pipelines.triage import text_signals
@@ -163,7 +165,7 @@ async def read_history(pool: asyncpg.Pool, embedder: Embedder | None, taxonomy: 
             unlabelled = await examples_db.unlabelled_cases(conn, embedder.model if embedder else None,
                                                             UNLABELLED_LIMIT)
             unlabelled = unlabelled if self_trains(trained, len(unlabelled)) else []
-    key = history_key([r.text for r in rows] + [d for d, _ in described] + [u.text for u in unlabelled],
+    key = history_key([r.text for r in rows] + [d for d, _ in described] + [case_text(u.subject, u.description) for u in unlabelled],
                       labels + [label for _, label in described] + [""] * len(unlabelled), embedder)
     return History(rows, described, until, key, unlabelled)
 
@@ -199,7 +201,7 @@ async def training_data(pool: asyncpg.Pool, embedder: Embedder | None, progress:
     # Descriptions count as examples every model has seen (the retrain gate's `seen`).
     created = [r.created_at for r in rows] + [datetime.min.replace(tzinfo=UTC)] * len(history.described)
     return TrainingData(texts, labels, vectors, created, history.until, embedded, history.key,
-                        descriptions=len(history.described), unlabelled=[u.text for u in cases],
+                        descriptions=len(history.described), unlabelled=[case_text(u.subject, u.description) for u in cases],
                         unlabelled_vectors=unlabelled_vectors)
 
 
@@ -207,7 +209,7 @@ async def _case_vectors(pool: asyncpg.Pool, embedder: Embedder, cases: list[exam
                         progress: stages.TrainingProgress) -> np.ndarray:
     """The cases' vectors, in order: those without one are embedded and stored as every case vector
     is (detection, grouping and the next training reuse them)."""
-    todo = [(u.case_id, u.embed_text) for u in cases if u.embedding is None]
+    todo = [(u.case_id, case_embedding_text(u.subject, u.description)) for u in cases if u.embedding is None]
     found: dict[UUID, np.ndarray] = {}
 
     async def pending(conn: Connection, limit: int) -> list[tuple[UUID, str]]:
